@@ -1,0 +1,32 @@
+# `make test` and `make demo` bootstrap .venv themselves: torch first (the CPU build), then everything
+# else under constraints.txt so pip never swaps torch for a CUDA build.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+export OMP_NUM_THREADS ?= 1
+export WANDB_SILENT ?= true
+
+.PHONY: test test-slow demo venv clean
+
+$(VENV)/.installed: pyproject.toml requirements-lock.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -r requirements-lock.txt
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	WANDB_MODE=disabled $(PY) -m pytest -q -m "not slow"
+
+test-slow: venv
+	WANDB_MODE=disabled $(PY) -m pytest -q -m slow
+
+demo: venv
+	$(PY) -m alignzoo demo
+
+clean:
+	rm -rf $(VENV) outputs multirun .alignzoo_cache

@@ -1,0 +1,64 @@
+"""Every built-in component, registered through the same hooks a third-party plugin implements.
+
+Imports inside the hooks stay light: heavy modules (torch, transformers) load when a component is built.
+"""
+
+from __future__ import annotations
+
+from alignzoo.hookspecs import hookimpl
+
+
+@hookimpl
+def alignzoo_register_algos(register):
+    from alignzoo.algos import dpo, sft
+
+    for name, preset in dpo.PRESETS.items():
+        register(name, dpo.train, preset, description=f"DPO family ({preset.variant}"
+                 + (f", label_smoothing={preset.label_smoothing}" if preset.label_smoothing else "") + ")")
+    register("sft", sft.train, sft.SFTConfig, description="the SFT reference row: no optimization")
+
+
+@hookimpl
+def alignzoo_register_tasks(register):
+    from alignzoo.tasks import hf_preferences
+
+    register("hf_preferences", hf_preferences.build_hf_preferences, hf_preferences.HFPreferencesConfig)
+
+
+@hookimpl
+def alignzoo_register_models(register):
+    from alignzoo.models import hf, tiny
+
+    register("tiny", tiny.build_tiny, tiny.TinyModelConfig, description="a small GPT-2 built from a config")
+    register("hf", hf.build_hf, hf.HFModelConfig, description="any Hugging Face causal LM directory or Hub name")
+
+
+@hookimpl
+def alignzoo_register_rewards(register):
+    from alignzoo.rewards import rule
+
+    register("vader", rule.VaderReward, rule.VaderConfig, description="VADER compound sentiment (gameable proxy)")
+
+
+@hookimpl
+def alignzoo_register_critics(register):
+    pass  # constitutional critics arrive with the RLAIF work
+
+
+@hookimpl
+def alignzoo_register_evaluators(register):
+    from alignzoo.evaluators import basic
+
+    register("kl", basic.KLEvaluator, basic.KLConfig)
+    register("length", basic.LengthEvaluator, basic.LengthConfig)
+    register("distinct", basic.DistinctEvaluator, basic.DistinctConfig)
+    register("reward", basic.RewardEvaluator, basic.RewardEvalConfig)
+
+
+@hookimpl
+def alignzoo_register_loggers(register):
+    from alignzoo.loggers import basic
+
+    register("console", basic.ConsoleLogger, basic.ConsoleConfig)
+    register("jsonl", basic.JsonlLogger, basic.JsonlConfig)
+    register("wandb", basic.WandbLogger, basic.WandbConfig)

@@ -1,0 +1,152 @@
+"""``alignzoo run|plugins|board|demo`` (also ``python -m alignzoo``).
+
+``run`` hands its arguments to Hydra (overrides, ``-m`` sweeps, ``--cfg job``, ``--help``) after loading plugins, so
+registered components are in Hydra's ConfigStore before it composes. Component names are checked first, so a
+typo gets "did you mean" instead of a Hydra stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+from alignzoo import plugins
+from alignzoo.errors import AlignzooError
+from alignzoo.registry import KINDS, unknown_message
+
+USAGE = """usage: alignzoo <command> [args]
+
+commands:
+  run [overrides...]       run one job (or a sweep with -m), e.g. `alignzoo run algo=dpo seed=1`
+  plugins [--json]         list plugins, their versions and components, and broken plugins
+  board                    build the leaderboard from run records (coming with the leaderboard work)
+
+`alignzoo run --help` lists config groups and options.
+"""
+
+_OVERRIDE = re.compile(r"^[+~]{0,2}(" + "|".join(KINDS) + r")=(.*)$")
+
+
+def check_component_overrides(args: list[str], registries) -> list[str]:
+    """Problems with component names in overrides like ``algo=dpx`` or ``logger=[jsonl,wandbb]``."""
+    problems = []
+    for arg in args:
+        m = _OVERRIDE.match(arg)
+        if not m or "(" in m.group(2) or "$" in m.group(2):
+            continue  # sweep functions and interpolations are left to Hydra
+        kind, value = m.group(1), m.group(2).strip("[] ")
+        for name in filter(None, (v.strip() for v in value.split(","))):
+            if name != "null" and name not in registries[kind]:
+                problems.append(unknown_message(kind, name, registries[kind].names()))
+    return problems
+
+
+def _report_broken(state) -> None:
+    for info in state.broken:
+        print(f"alignzoo: warning: plugin {info.name} ({info.version}) is broken and was skipped: {info.error}",
+              file=sys.stderr)
+
+
+def cmd_run(args: list[str]) -> int:
+    state = plugins.load()
+    _report_broken(state)
+    problems = check_component_overrides(args, state.registries)
+    if problems:
+        for p in problems:
+            print(f"alignzoo: error: {p}", file=sys.stderr)
+        return 2
+    from alignzoo.config import store_schema
+
+    store_schema()
+    sys.argv = ["alignzoo run", *args]
+    _hydra_main()
+    return 0
+
+
+def _hydra_main() -> None:
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+    def _job(cfg) -> Optional[float]:
+        return _run_hydra_job(cfg)
+
+    _job()
+
+
+def _run_hydra_job(cfg) -> Optional[float]:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from alignzoo.run import run_job
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    job_dir = Path(hc.runtime.output_dir)
+    group = Path(hc.sweep.dir).name if multirun else None
+    record = run_job(cfg, job_dir, overrides=list(hc.overrides.task), group=group)
+    where = job_dir / "record.json"
+    if record.status == "ok":
+        gold = record.metrics.get("eval/gold_reward")
+        extra = f" eval/gold_reward={gold:.4f}" if gold is not None else ""
+        print(f"alignzoo: {record.algo} ok in {record.wall_time_s:.1f}s{extra}; record: {where}", file=sys.stderr)
+        return gold
+    err = record.error or {}
+    print(f"alignzoo: error: {err.get('message', 'job failed')}", file=sys.stderr)
+    if not err.get("user_error"):
+        print(f"alignzoo: this looks like a bug; the traceback is in {where}", file=sys.stderr)
+    else:
+        print(f"alignzoo: the failed record is in {where}", file=sys.stderr)
+    if not multirun:
+        sys.exit(2 if err.get("user_error") else 1)
+    return None
+
+
+def cmd_plugins(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="alignzoo plugins", description="List plugins and their components.")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    ns = parser.parse_args(args)
+    state = plugins.load()
+    if ns.json:
+        out = {"plugins": [p.as_dict() for p in state.plugins],
+               "components": {k: state.registries[k].names() for k in KINDS},
+               "broken": [p.as_dict() for p in state.broken]}
+        print(json.dumps(out, indent=2))
+        return 0
+    for p in state.plugins:
+        status = "BROKEN" if p.broken else ("built-in" if p.builtin else "ok")
+        print(f"{p.name} {p.version or ''} [{status}]")
+        if p.broken:
+            print(f"    error: {p.error}")
+        for kind, names in p.components.items():
+            print(f"    {kind}: {', '.join(names)}")
+    return 0
+
+
+def cmd_board(args: list[str]) -> int:
+    print("alignzoo board: not available yet (the leaderboard builder lands with the leaderboard work)",
+          file=sys.stderr)
+    return 2
+
+
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "board": cmd_board}
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        sys.exit(0 if argv else 2)
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"alignzoo: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        code = COMMANDS[command](rest)
+    except AlignzooError as exc:
+        print(f"alignzoo: error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)

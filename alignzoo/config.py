@@ -1,0 +1,177 @@
+"""The top-level config schema and the one validation pass that reports every problem at once.
+
+Component configs (``algo``, ``task``, ...) are the registered dataclasses; this module holds what every run
+shares: ``seed``, ``train`` (the loop), ``eval`` (sampling for evaluators), ``budget`` and ``run`` settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import II, MISSING, DictConfig, OmegaConf
+
+from alignzoo.registry import KINDS, MULTI_KINDS, Registries, to_dataclass, unknown_message
+from alignzoo.training import OPTIMIZERS, SCHEDULES
+
+
+@dataclass
+class BudgetConfig:
+    """How much compute a run spends; `budget=smoke|quick|standard` picks a preset."""
+
+    name: str = "smoke"
+    steps: int = 10  # optimizer steps of the algorithm
+    batch_size: int = 16  # examples (pairs or prompts) per optimizer step
+    eval_prompts: int = 64  # held-out prompts sampled at each evaluation
+    eval_max_new_tokens: int = 20  # tokens sampled per completion at evaluation
+    eval_every: int = 0  # evaluate every N steps (0: only at the start and the end)
+    # the embedded task's pipeline stages (ignored by tasks that do not build their own policy)
+    corpus_size: int = 20000  # sentences generated for the sentiment task
+    pretrain_steps: int = 60  # base-model pretraining steps
+    sft_steps: int = 20  # supervised fine-tuning steps
+    feedback_prompts: int = 128  # prompts sent to the simulated annotators
+    model_width: int = 64  # hidden width of the tiny model the pipeline pretrains
+    model_layers: int = 2  # layers of that model
+
+    def problems(self) -> list[str]:
+        return [f"{k} must be >= 1 (got {getattr(self, k)})"
+                for k in ("steps", "batch_size", "eval_prompts", "eval_max_new_tokens", "corpus_size",
+                          "feedback_prompts", "model_width", "model_layers") if getattr(self, k) < 1]
+
+
+@dataclass
+class TrainConfig:
+    """The training loop every algorithm shares (learning rates live in each algorithm's config)."""
+
+    steps: int = II("budget.steps")  # optimizer steps
+    batch_size: int = II("budget.batch_size")  # examples per optimizer step (before accumulation)
+    grad_accum: int = 1  # micro-batches per step; batch_size must be divisible by it
+    max_grad_norm: float = 1.0  # clip the global gradient norm (0: no clipping)
+    optimizer: str = "adamw"  # adamw | adam | rmsprop | sgd
+    weight_decay: float = 0.0
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam betas
+    eps: float = 1e-8  # Adam / RMSprop epsilon
+    scheduler: str = "constant"  # constant | linear | cosine (after warmup)
+    warmup_steps: int = 0
+    eval_every: int = II("budget.eval_every")  # evaluate every N steps (0: start and end only)
+
+    def problems(self) -> list[str]:
+        out = []
+        for k in ("steps", "batch_size", "grad_accum"):
+            if getattr(self, k) < 1:
+                out.append(f"{k} must be >= 1 (got {getattr(self, k)})")
+        if self.grad_accum >= 1 and self.batch_size % self.grad_accum:
+            out.append(f"batch_size={self.batch_size} must be divisible by grad_accum={self.grad_accum}")
+        if self.optimizer not in OPTIMIZERS:
+            out.append(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        if self.scheduler not in SCHEDULES:
+            out.append(f"scheduler must be one of {', '.join(SCHEDULES)} (got {self.scheduler!r})")
+        if self.max_grad_norm < 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.eval_every < 0:
+            out.append("max_grad_norm, weight_decay, warmup_steps and eval_every must be >= 0")
+        return out
+
+
+@dataclass
+class EvalConfig:
+    """How evaluators' samples are drawn."""
+
+    num_prompts: int = II("budget.eval_prompts")
+    max_new_tokens: int = II("budget.eval_max_new_tokens")
+    temperature: float = 1.0  # T = 1 so that the sampled KL is the KL of the policy itself
+    batch_size: int = 64  # prompts sampled at once
+    seed: Optional[int] = None  # sampling seed; None: the run's seed (policy and reference share it: paired)
+    at_start: bool = True  # also evaluate the starting policy (step 0), the reference point of every curve
+
+    def problems(self) -> list[str]:
+        out = [f"{k} must be >= 1" for k in ("num_prompts", "max_new_tokens", "batch_size") if getattr(self, k) < 1]
+        if self.temperature < 0:
+            out.append(f"temperature must be >= 0 (got {self.temperature})")
+        return out
+
+
+@dataclass
+class RunSettings:
+    threads: int = 1  # torch threads; 1 is fastest on a shared 2-core machine
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    cache_dir: str = "${oc.env:ALIGNZOO_CACHE,.alignzoo_cache}"  # pipeline-stage cache, shared by runs
+    fail_fast: bool = False  # re-raise a failed job's error (stops a sweep) instead of recording it
+
+    def problems(self) -> list[str]:
+        out = [] if self.threads >= 1 else [f"threads must be >= 1 (got {self.threads})"]
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            out.append(f"device must be auto, cpu or cuda[:N] (got {self.device!r})")
+        return out
+
+
+@dataclass
+class AlignzooConfig:
+    seed: int = 0
+    algo: Any = MISSING
+    task: Any = MISSING
+    model: Any = MISSING
+    reward: Any = None
+    critic: Any = None
+    evaluator: Dict[str, Any] = field(default_factory=dict)
+    logger: Dict[str, Any] = field(default_factory=dict)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunSettings = field(default_factory=RunSettings)
+
+
+def store_schema() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="alignzoo_schema", node=AlignzooConfig, provider="alignzoo")
+
+
+def _node_problems(prefix: str, node: Any, registries: Registries, kind: str) -> tuple[Any, list[str]]:
+    if node is None:
+        return None, []
+    name = node.get("name") if hasattr(node, "get") else None
+    if name is None:
+        return None, [f"{prefix}: has no `name`; select a registered {kind} ({kind}=<name>)"]
+    if name not in registries[kind]:
+        return None, [f"{prefix}: " + unknown_message(kind, name, registries[kind].names())]
+    entry = registries[kind].get(name)
+    try:
+        obj = to_dataclass(node, entry)
+    except Exception as exc:  # noqa: BLE001 - missing mandatory values, type errors
+        msg = str(exc).splitlines()[0]
+        if "Missing mandatory value" in msg:
+            key = msg.split(":")[-1].strip()
+            return None, [f"{prefix}.{key.split('.')[-1]} is required; set it on the command line "
+                          f"({prefix}.{key.split('.')[-1]}=...)"]
+        return None, [f"{prefix}: {msg}"]
+    probs = obj.problems() if hasattr(obj, "problems") else []
+    return obj, [f"{prefix}.{p}" for p in probs]
+
+
+def validate(cfg: DictConfig, registries: Registries) -> tuple[dict[str, Any], list[str]]:
+    """Every problem in the composed config, each with its full key and a fix; and the built dataclasses."""
+    problems: list[str] = []
+    built: dict[str, Any] = {}
+    for kind in KINDS:
+        if kind in MULTI_KINDS:
+            entries = cfg.get(kind) or {}
+            built[kind] = {}
+            for key in entries:
+                obj, p = _node_problems(f"{kind}.{key}", entries[key], registries, kind)
+                problems += p
+                built[kind][key] = obj
+        else:
+            obj, p = _node_problems(kind, cfg.get(kind), registries, kind)
+            problems += p
+            built[kind] = obj
+    for key, cls in (("train", TrainConfig), ("eval", EvalConfig), ("budget", BudgetConfig), ("run", RunSettings)):
+        try:
+            obj = OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cls(**cfg[key])
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"{key}: {str(exc).splitlines()[0]}")
+            continue
+        built[key] = obj
+        problems += [f"{key}.{p}" for p in obj.problems()]
+    for kind in ("algo", "task", "model"):
+        if cfg.get(kind) is None:
+            problems.append(f"{kind} is not set; choose one with {kind}=<name>")
+    return built, problems

@@ -1,0 +1,56 @@
+"""``model=hf``: any Hugging Face causal LM, from a local directory or (when online) a Hub name.
+
+Both go through ``from_pretrained``; tests use a local directory. The tokenizer gets a pad token distinct from
+EOS when it has none.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignzoo.errors import AlignzooError
+from alignzoo.models.base import Policy, ensure_pad_token, resize_for_tokenizer
+
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "auto": "auto"}
+
+
+@dataclass
+class HFModelConfig:
+    name: str = "hf"
+    path: str = "???"  # a local model directory, or a Hub name (needs network)
+    dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
+    trust_remote_code: bool = False  # run code shipped with the model (only for models you trust)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.dtype not in DTYPES:
+            out.append(f"dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
+        looks_local = self.path.startswith((".", "/", "~")) or os.sep in self.path and Path(self.path).exists()
+        if self.path.startswith((".", "/", "~")) and not Path(self.path).expanduser().is_dir():
+            out.append(f"path {self.path!r} is not a directory; give a saved model directory or a Hub name")
+        elif looks_local and not (Path(self.path) / "config.json").exists():
+            out.append(f"path {self.path!r} has no config.json: it is not a Hugging Face model directory")
+        return out
+
+
+def build_hf(cfg: HFModelConfig, ctx: Any) -> Policy:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = str(Path(cfg.path).expanduser()) if cfg.path.startswith("~") else cfg.path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code, padding_side="left")
+        dtype = cfg.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    except OSError as exc:
+        raise AlignzooError(
+            f"model.path={cfg.path!r}: could not load a causal LM ({exc.__class__.__name__}: {str(exc)[:300]}). "
+            "Give a local model directory, or a Hub name on a machine with network access.") from None
+    ensure_pad_token(tokenizer)
+    resize_for_tokenizer(model, tokenizer)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.to(ctx.device).eval()
+    return Policy(model, tokenizer, name=Path(path).name, info={"source": path})

@@ -1,0 +1,179 @@
+"""The one sampling engine every online algorithm and evaluator uses.
+
+Batched sampling with a KV cache from left-padded prompts (explicit position ids, so padding never shifts
+positions), temperature / top-k / top-p, and a per-sequence stop at EOS: a finished row emits padding and no
+longer counts. Returns the token ids, masks, and per-token log-probs of the sampling policy.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+
+from alignzoo.ops import token_logprobs
+
+
+@dataclass
+class Rollout:
+    prompt_ids: Tensor  # [B, P] left-padded
+    prompt_mask: Tensor  # [B, P] 1 on real prompt tokens
+    completion_ids: Tensor  # [B, N] right-padded; EOS kept, padding after it
+    completion_mask: Tensor  # [B, N] 1 on generated tokens up to and including EOS
+    logprobs: Tensor  # [B, N] log p(token) under softmax(logits / temperature) (no top-k/p), 0 on padding
+    ended: Tensor  # [B] bool: the sequence produced EOS before max_new_tokens
+
+    @property
+    def input_ids(self) -> Tensor:
+        return torch.cat([self.prompt_ids, self.completion_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> Tensor:
+        return torch.cat([self.prompt_mask, self.completion_mask], dim=1)
+
+    @property
+    def lengths(self) -> Tensor:
+        """Completion lengths in tokens, EOS included."""
+        return self.completion_mask.sum(-1)
+
+    def texts(self, tokenizer: Any) -> list[str]:
+        """Completion texts up to (not including) EOS, without special tokens."""
+        out = []
+        for ids, mask in zip(self.completion_ids.tolist(), self.completion_mask.tolist()):
+            out.append(tokenizer.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=True))
+        return out
+
+
+def left_pad(sequences: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    width = max((len(s) for s in sequences), default=0)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        if s:
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def position_ids(mask: Tensor) -> Tensor:
+    """Positions that skip left padding: the first real token is position 0."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@lru_cache(maxsize=None)
+def _cache_kwarg(model_cls: type) -> str:
+    # transformers 5.x renamed `past_key_values` to `cache` (the old name warns and goes away in 5.40)
+    params = inspect.signature(model_cls.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def forward(model: Any, input_ids: Tensor, attention_mask: Tensor, *, cache: Any = None, pos: Tensor | None = None):
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": cache is not False}
+    kwargs["position_ids"] = pos if pos is not None else position_ids(attention_mask)
+    if cache not in (None, False):
+        kwargs[_cache_kwarg(type(model))] = cache
+    out = model(**kwargs)
+    if cache is False:
+        return out.logits, None
+    return out.logits, out["cache"] if "cache" in out else out.get("past_key_values")
+
+
+def filter_logits(logits: Tensor, *, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Set logits outside the top-k and outside the top-p nucleus to -inf (top_k=0, top_p=1: no filtering)."""
+    if top_k and 0 < top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token when the tokens before it already cover top_p; the most likely token always stays
+        drop_sorted = (probs.cumsum(-1) - probs) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, max_new_tokens: int,
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+             generator: Optional[torch.Generator] = None,
+             adjust_logits: Optional[Callable[[Tensor, Any], Tensor]] = None) -> Rollout:
+    """Sample completions for token-id prompts. ``temperature=0`` is greedy.
+
+    ``adjust_logits(logits, hidden_state_or_none)`` may perturb the next-token logits before filtering (ILQL's
+    advantage-weighted decoding uses it).
+    """
+    device = next(model.parameters()).device
+    ids, mask = left_pad(prompts, pad_id, device)
+    prompt_mask = mask
+    batch = ids.size(0)
+    logits, cache = forward(model, ids, mask)
+    logits = logits[:, -1].float()
+    pos = position_ids(mask)[:, -1]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    tokens, masks, logps = [], [], []
+    for _ in range(max_new_tokens):
+        if adjust_logits is not None:
+            logits = adjust_logits(logits, None)
+        scaled = logits / temperature if temperature > 0 else logits
+        if temperature > 0:
+            filtered = filter_logits(scaled, top_k=top_k, top_p=top_p)
+            probs = torch.softmax(filtered, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        else:
+            nxt = scaled.argmax(-1)
+        lp = token_logprobs(scaled, nxt)
+        live = ~done
+        nxt = torch.where(live, nxt, torch.full_like(nxt, pad_id))
+        tokens.append(nxt)
+        masks.append(live.long())
+        logps.append(torch.where(live, lp, torch.zeros_like(lp)))
+        done = done | (nxt == eos_id)
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, live.long().unsqueeze(-1)], dim=1)
+        pos = pos + 1
+        step_logits, cache = forward(model, nxt.unsqueeze(-1), mask, cache=cache, pos=pos.unsqueeze(-1))
+        logits = step_logits[:, -1].float()
+    if tokens:
+        comp = torch.stack(tokens, 1)
+        comp_mask = torch.stack(masks, 1)
+        comp_lp = torch.stack(logps, 1)
+    else:
+        comp = torch.empty((batch, 0), dtype=torch.long, device=device)
+        comp_mask = torch.empty((batch, 0), dtype=torch.long, device=device)
+        comp_lp = torch.empty((batch, 0), device=device)
+    return Rollout(ids, prompt_mask, comp, comp_mask, comp_lp, done)
+
+
+def completion_logprobs(model: Any, rollout: Rollout, *, temperature: float = 1.0) -> Tensor:
+    """Per-token log-probs of the rollout's completion tokens under ``model`` (one full forward): ``[B, N]``,
+    0 on padding. Used for reference log-probs and to rescore under the training graph."""
+    ids, mask = rollout.input_ids, rollout.attention_mask
+    logits, _ = forward(model, ids, mask, cache=False)
+    p = rollout.prompt_ids.size(1)
+    n = rollout.completion_ids.size(1)
+    logits = logits[:, p - 1:p - 1 + n].float()
+    if temperature > 0:
+        logits = logits / temperature
+    lp = token_logprobs(logits, rollout.completion_ids)
+    return torch.where(rollout.completion_mask.bool(), lp, torch.zeros_like(lp))
+
+
+def sample(policy: Any, prompts: list[str], *, max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
+           top_p: float = 1.0, batch_size: int = 64, seed: int = 0) -> list[Rollout]:
+    """Sample from a ``Policy`` for text prompts in batches, from a seeded generator (same seed, same samples)."""
+    gen = torch.Generator(device=policy.device).manual_seed(seed)
+    encoded = policy.encode_prompts(prompts)
+    max_prompt = max(1, policy.max_length - max_new_tokens)
+    encoded = [ids[-max_prompt:] for ids in encoded]
+    out = []
+    for i in range(0, len(encoded), batch_size):
+        out.append(generate(policy.model, encoded[i:i + batch_size], eos_id=policy.eos_id, pad_id=policy.pad_id,
+                            max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                            generator=gen))
+    return out

@@ -1,0 +1,299 @@
+"""``run_job(cfg, job_dir) -> RunRecord``: the one pipeline every job follows.
+
+1. seed everything and set torch threads (a multirun shares one process, so every job resets them);
+2. validate the whole config at once (every problem, with its key and fix);
+3. build task, model, reward, evaluators and loggers from the registries by name; let the task's pipeline
+   stages turn the initial model into the starting (SFT) policy; freeze a copy as the reference;
+4. evaluate the starting policy, ``algo.train(...)``, evaluate the result;
+5. write ``record.json`` atomically, finish the loggers, fire ``alignzoo_run_end``.
+
+A job never raises out of ``run_job`` (unless ``run.fail_fast``): a failure becomes a ``failed`` record with the
+error and traceback, and keeps everything measured before it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from alignzoo import plugins
+from alignzoo.config import validate
+from alignzoo.errors import AlignzooError, ConfigError
+from alignzoo.record import RunRecord, write_record
+
+log = logging.getLogger("alignzoo")
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@dataclass
+class RunContext:
+    """What an algorithm's ``train(config, ctx)`` gets: components, settings, logging and evaluation."""
+
+    cfg: DictConfig
+    job_dir: Path
+    seed: int
+    device: Any
+    train: Any  # TrainConfig
+    eval_cfg: Any  # EvalConfig
+    budget: Any  # BudgetConfig
+    record: RunRecord
+    registries: Any
+    built: dict[str, Any]
+    group: Optional[str] = None
+    task: Any = None
+    policy: Any = None
+    reference: Any = None
+    reward: Any = None
+    evaluators: dict[str, Any] = field(default_factory=dict)
+    loggers: list[Any] = field(default_factory=list)
+    last_step: int = 0
+    _eval_prompts: Optional[list[str]] = None
+    _train_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def resolved_config(self) -> dict[str, Any]:
+        return self.record.config
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.built["run"].cache_dir)
+
+    # -- logging ----------------------------------------------------------------------------------------------
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.last_step = max(self.last_step, step)
+        if any(k.startswith("train/") for k in metrics):
+            self._train_metrics.update({k: float(v) for k, v in metrics.items() if k.startswith("train/")})
+        for logger in self.loggers:
+            logger.log(metrics, step)
+
+    def note(self, message: str) -> None:
+        """Something a reader of the record must know (stage reuse, a skipped evaluator)."""
+        self.record.notes.append(message)
+        log.info(message)
+
+    def add_tokens(self, n: int) -> None:
+        self.record.tokens += int(n)
+
+    @contextmanager
+    def progress(self, total: int, desc: str) -> Iterator[Any]:
+        """A progress bar on rank 0 when the console logger asks for one and stderr is a terminal."""
+        console = self.built.get("logger", {}).get("console")
+        enabled = bool(console is not None and console.progress and is_main_process() and sys.stderr.isatty())
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+        try:
+            yield bar
+        finally:
+            bar.close()
+
+    # -- components -------------------------------------------------------------------------------------------
+    def build_reward(self, name: str) -> Any:
+        """Build a registered reward by name with its default config (e.g. for ``evaluator.reward.reward``)."""
+        entry = self.registries["reward"].get(name)
+        config = entry.config if not isinstance(entry.config, type) else entry.config()
+        return entry.factory(config, self)
+
+    def preference_data(self) -> Any:
+        """The task's preference pairs as a ``datasets.Dataset`` (prompt / chosen / rejected text)."""
+        if not hasattr(self.task, "preference_data"):
+            raise AlignzooError(f"algo={self.cfg.algo.name} needs preference pairs, but task={self.task.name} has "
+                                "none; pick a task with preferences (e.g. task=hf_preferences)")
+        return self.task.preference_data(self.policy)
+
+    # -- evaluation -------------------------------------------------------------------------------------------
+    def eval_prompts(self) -> list[str]:
+        if self._eval_prompts is None:
+            self._eval_prompts = list(self.task.eval_prompts(self.policy, self.eval_cfg.num_prompts))
+            if not self._eval_prompts:
+                raise AlignzooError(f"task={self.task.name} gave no evaluation prompts")
+        return self._eval_prompts
+
+    def evaluate(self, policy: Any, step: int) -> dict[str, float]:
+        """Sample the policy on the held-out prompts, run every evaluator, log ``eval/*`` at ``step``."""
+        import torch
+
+        from alignzoo.evaluators.samples import EvalSamples
+
+        if not self.evaluators:
+            return {}
+        was_training = policy.model.training
+        policy.model.eval()
+        seed = self.eval_cfg.seed if self.eval_cfg.seed is not None else self.seed
+        samples = EvalSamples.draw(policy, self.reference, self.eval_prompts(),
+                                   max_new_tokens=self.eval_cfg.max_new_tokens,
+                                   temperature=self.eval_cfg.temperature, seed=seed,
+                                   batch_size=self.eval_cfg.batch_size)
+        metrics: dict[str, float] = {}
+        with torch.no_grad():
+            for name, evaluator in self.evaluators.items():
+                for k, v in evaluator.evaluate(samples).items():
+                    metrics[f"eval/{k}"] = float(v)
+        self.record.history.append({"step": step, **metrics})
+        self.log(metrics, step)
+        if was_training:
+            policy.model.train()
+        return metrics
+
+    def maybe_evaluate(self, policy: Any, step: int) -> None:
+        every = self.train.eval_every
+        if every and step % every == 0 and step < self.train.steps:
+            self.evaluate(policy, step)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("alignzoo", "torch", "transformers", "datasets", "hydra-core", "wandb"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_sha() -> Optional[str]:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _peak_memory_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    mb = kb / 1024
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            mb = max(mb, torch.cuda.max_memory_allocated() / 2**20)
+    except Exception:  # noqa: BLE001
+        pass
+    return round(mb, 1)
+
+
+def _seed_everything(seed: int, threads: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _build_components(ctx: RunContext) -> None:
+    regs, c, built = ctx.registries, ctx.cfg, ctx.built
+    ctx.task = regs["task"].get(c.task.name).factory(built["task"], ctx)
+    initial = regs["model"].get(c.model.name).factory(built["model"], ctx)
+    ctx.policy = ctx.task.prepare(ctx, initial) if hasattr(ctx.task, "prepare") else initial
+    ctx.reference = ctx.policy.frozen_copy("reference")
+    if built.get("reward") is not None:
+        ctx.reward = regs["reward"].get(c.reward.name).factory(built["reward"], ctx)
+    for key, conf in built["evaluator"].items():
+        evaluator = regs["evaluator"].get(conf.name).factory(conf, ctx)
+        reason = evaluator.skip_reason(ctx) if hasattr(evaluator, "skip_reason") else None
+        if reason:
+            ctx.note(reason)
+        else:
+            ctx.evaluators[key] = evaluator
+
+
+def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[str]] = None,
+            group: Optional[str] = None) -> RunRecord:
+    """Run one job and return its record (written to ``job_dir/record.json``); never raises unless fail_fast."""
+    t0 = time.time()
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    state = plugins.load()
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - an unresolvable interpolation is reported by validation
+        resolved = OmegaConf.to_container(cfg, resolve=False)
+    name = lambda k: (cfg.get(k) or {}).get("name") if cfg.get(k) is not None else None  # noqa: E731
+    record = RunRecord(
+        run_id=f"{name('algo')}-s{cfg.get('seed')}-{uuid.uuid4().hex[:8]}", status="running",
+        algo=name("algo"), task=name("task"), model=name("model"), reward=name("reward"), seed=cfg.get("seed"),
+        budget=(cfg.get("budget") or {}).get("name"), config=resolved, overrides=list(overrides or []),
+        versions=_versions(), git_sha=_git_sha(), started_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+        job_dir=str(job_dir),
+    )
+    ctx: Optional[RunContext] = None
+    fail_fast = bool(OmegaConf.select(cfg, "run.fail_fast", default=False))
+    try:
+        built, problems = validate(cfg, state.registries)
+        if problems:
+            raise ConfigError(problems)
+        _seed_everything(cfg.seed, built["run"].threads)
+        ctx = RunContext(cfg=cfg, job_dir=job_dir, seed=int(cfg.seed), device=_device(built["run"].device),
+                         train=built["train"], eval_cfg=built["eval"], budget=built["budget"], record=record,
+                         registries=state.registries, built=built, group=group)
+        if is_main_process():
+            for key, conf in built["logger"].items():
+                ctx.loggers.append(state.registries["logger"].get(conf.name).factory(conf, ctx))
+        _build_components(ctx)
+        if ctx.eval_cfg.at_start:
+            ctx.evaluate(ctx.policy, 0)
+        algo_entry = state.registries["algo"].get(cfg.algo.name)
+        trained = algo_entry.factory(built["algo"], ctx)
+        ctx.evaluate(trained if trained is not None else ctx.policy, ctx.last_step)
+        record.status = "ok"
+    except BaseException as exc:  # noqa: BLE001 - a job records its failure and returns (sweeps go on)
+        record.status = "failed"
+        record.error = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(),
+                        "user_error": isinstance(exc, AlignzooError)}
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) or fail_fast:
+            _finish(record, ctx, t0, job_dir)
+            raise
+    _finish(record, ctx, t0, job_dir)
+    return record
+
+
+def _finish(record: RunRecord, ctx: Optional[RunContext], t0: float, job_dir: Path) -> None:
+    if ctx is not None:
+        record.metrics = {**ctx._train_metrics, **(record.history[-1] if record.history else {})}
+        record.metrics.pop("step", None)
+    record.wall_time_s = round(time.time() - t0, 3)
+    record.peak_memory_mb = _peak_memory_mb()
+    if is_main_process():
+        try:
+            write_record(record, job_dir)
+        except OSError as exc:
+            log.error("could not write %s/record.json: %s", job_dir, exc)
+            record.notes.append(f"record.json could not be written: {exc}")
+    for logger in (ctx.loggers if ctx is not None else []):
+        try:
+            logger.finish(record)
+        except Exception as exc:  # noqa: BLE001 - a logger must not fail a finished job
+            log.warning("logger %s failed to finish: %s", type(logger).__name__, exc)
+    for err in plugins.call_run_end(record):
+        log.warning("alignzoo_run_end hook failed: %s", err)

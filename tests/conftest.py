@@ -1,0 +1,16 @@
+import os
+
+# Tests never reach W&B, never load third-party plugins unless a test asks, and use one torch thread.
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ["ALIGNZOO_PLUGINS"] = ""
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+pytest_plugins = ["alignzoo.testing"]
