@@ -20,8 +20,9 @@ def alignzoo_register_algos(register):
 
 @hookimpl
 def alignzoo_register_tasks(register):
-    from alignzoo.tasks import hf_preferences
+    from alignzoo.tasks import hf_preferences, sentiment
 
+    register("sentiment", sentiment.build_sentiment, sentiment.SentimentConfig)
     register("hf_preferences", hf_preferences.build_hf_preferences, hf_preferences.HFPreferencesConfig)
 
 
@@ -37,7 +38,10 @@ def alignzoo_register_models(register):
 def alignzoo_register_rewards(register):
     from alignzoo.rewards import rule
 
+    from alignzoo.tasks import sentiment
+
     register("vader", rule.VaderReward, rule.VaderConfig, description="VADER compound sentiment (gameable proxy)")
+    register("gold", sentiment.build_gold, sentiment.GoldConfig, description="the sentiment task's gold reward")
 
 
 @hookimpl
@@ -47,8 +51,10 @@ def alignzoo_register_critics(register):
 
 @hookimpl
 def alignzoo_register_evaluators(register):
-    from alignzoo.evaluators import basic
+    from alignzoo.evaluators import basic, gold
 
+    register("gold_reward", gold.GoldRewardEvaluator, gold.GoldRewardConfig)
+    register("win_rate", gold.WinRateEvaluator, gold.WinRateConfig)
     register("kl", basic.KLEvaluator, basic.KLConfig)
     register("length", basic.LengthEvaluator, basic.LengthConfig)
     register("distinct", basic.DistinctEvaluator, basic.DistinctConfig)

@@ -23,6 +23,7 @@ USAGE = """usage: alignzoo <command> [args]
 commands:
   run [overrides...]       run one job (or a sweep with -m), e.g. `alignzoo run algo=dpo seed=1`
   plugins [--json]         list plugins, their versions and components, and broken plugins
+  demo [--budget quick]    the zoo sweep on the embedded task x 3 seeds, then a results table
   board                    build the leaderboard from run records (coming with the leaderboard work)
 
 `alignzoo run --help` lists config groups and options.
@@ -132,7 +133,13 @@ def cmd_board(args: list[str]) -> int:
     return 2
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "board": cmd_board}
+def cmd_demo(args: list[str]) -> int:
+    from alignzoo.demo import main as demo_main
+
+    return demo_main(args)
+
+
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "board": cmd_board, "demo": cmd_demo}
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -32,11 +32,12 @@ class BudgetConfig:
     feedback_prompts: int = 128  # prompts sent to the simulated annotators
     model_width: int = 64  # hidden width of the tiny model the pipeline pretrains
     model_layers: int = 2  # layers of that model
+    vocab_size: int = 1024  # BPE vocabulary of the tiny model's tokenizer
 
     def problems(self) -> list[str]:
         return [f"{k} must be >= 1 (got {getattr(self, k)})"
                 for k in ("steps", "batch_size", "eval_prompts", "eval_max_new_tokens", "corpus_size",
-                          "feedback_prompts", "model_width", "model_layers") if getattr(self, k) < 1]
+                          "feedback_prompts", "model_width", "model_layers", "vocab_size") if getattr(self, k) < 1]
 
 
 @dataclass

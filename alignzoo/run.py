@@ -84,10 +84,11 @@ class RunContext:
         for logger in self.loggers:
             logger.log(metrics, step)
 
-    def note(self, message: str) -> None:
-        """Something a reader of the record must know (stage reuse, a skipped evaluator)."""
+    def note(self, message: str, *, quiet: bool = False) -> None:
+        """Something a reader of the record must know (stage reuse, a skipped evaluator); also logged unless
+        ``quiet``."""
         self.record.notes.append(message)
-        log.info(message)
+        log.debug(message) if quiet else log.info(message)
 
     def add_tokens(self, n: int) -> None:
         self.record.tokens += int(n)
@@ -193,6 +194,15 @@ def _peak_memory_mb() -> float:
     return round(mb, 1)
 
 
+def _quiet_libraries() -> None:
+    # per-file progress bars of transformers / datasets drown the run's own progress and logs
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def _seed_everything(seed: int, threads: int) -> None:
     import numpy as np
     import torch
@@ -223,7 +233,7 @@ def _build_components(ctx: RunContext) -> None:
         evaluator = regs["evaluator"].get(conf.name).factory(conf, ctx)
         reason = evaluator.skip_reason(ctx) if hasattr(evaluator, "skip_reason") else None
         if reason:
-            ctx.note(reason)
+            ctx.note(reason, quiet=True)
         else:
             ctx.evaluators[key] = evaluator
 
@@ -254,6 +264,7 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
         if problems:
             raise ConfigError(problems)
         _seed_everything(cfg.seed, built["run"].threads)
+        _quiet_libraries()
         ctx = RunContext(cfg=cfg, job_dir=job_dir, seed=int(cfg.seed), device=_device(built["run"].device),
                          train=built["train"], eval_cfg=built["eval"], budget=built["budget"], record=record,
                          registries=state.registries, built=built, group=group)
@@ -261,6 +272,7 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
             for key, conf in built["logger"].items():
                 ctx.loggers.append(state.registries["logger"].get(conf.name).factory(conf, ctx))
         _build_components(ctx)
+        _seed_everything(cfg.seed, built["run"].threads)  # the same RNG state whether stages were built or reused
         if ctx.eval_cfg.at_start:
             ctx.evaluate(ctx.policy, 0)
         algo_entry = state.registries["algo"].get(cfg.algo.name)

@@ -8,17 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from omegaconf import II
+
 from alignzoo.models.base import Policy, ensure_pad_token, resize_for_tokenizer
 
 
 @dataclass
 class TinyModelConfig:
     name: str = "tiny"
-    n_layer: int = 2  # transformer blocks
+    n_layer: int = II("budget.model_layers")  # transformer blocks
     n_head: int = 4  # attention heads
-    n_embd: int = 64  # hidden width
+    n_embd: int = II("budget.model_width")  # hidden width
     n_positions: int = 128  # context length in tokens
-    vocab_size: int = 1024  # size of the BPE vocabulary trained on the task's text
+    vocab_size: int = II("budget.vocab_size")  # size of the BPE vocabulary trained on the task's text
     dropout: float = 0.0  # off by default: dropout breaks the DPO log-2 invariant and PPO's ratio = 1
     tokenizer: Optional[str] = None  # a tokenizer directory; None: the task's tokenizer or one trained on its text
 

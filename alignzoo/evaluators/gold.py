@@ -1,0 +1,61 @@
+"""Evaluators against the task's gold reward (the simulated human the policy never sees directly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+
+def _skip(ctx: Any) -> Optional[str]:
+    if getattr(ctx.task, "gold", None) is None:
+        return f"gold evaluators skipped: task={ctx.task.name} has no gold reward"
+    return None
+
+
+@dataclass
+class GoldRewardConfig:
+    name: str = "gold_reward"
+
+
+class GoldRewardEvaluator:
+    """Mean and std of the gold reward of the policy's completions on eval prompts."""
+
+    def __init__(self, cfg: GoldRewardConfig, ctx: Any):
+        self.gold = getattr(ctx.task, "gold", None)
+
+    def skip_reason(self, ctx: Any) -> Optional[str]:
+        return _skip(ctx)
+
+    def evaluate(self, samples: Any) -> dict[str, float]:
+        scores = self.gold.score(samples.prompts, samples.completions, samples.ended)
+        return {"gold_reward": float(scores.mean()), "gold_reward_std": float(scores.std()) if len(scores) > 1 else 0.0}
+
+
+def win_rate(policy_scores: torch.Tensor, reference_scores: torch.Tensor) -> float:
+    """Share of prompts where the policy's score beats the reference's; ties count half."""
+    wins = (policy_scores > reference_scores).float() + 0.5 * (policy_scores == reference_scores).float()
+    return float(wins.mean())
+
+
+@dataclass
+class WinRateConfig:
+    name: str = "win_rate"
+
+
+class WinRateEvaluator:
+    """Win rate of the policy against the reference policy under the gold reward, prompt by prompt (the
+    reference is sampled with the same seed on the same prompts)."""
+
+    def __init__(self, cfg: WinRateConfig, ctx: Any):
+        self.gold = getattr(ctx.task, "gold", None)
+
+    def skip_reason(self, ctx: Any) -> Optional[str]:
+        return _skip(ctx)
+
+    def evaluate(self, samples: Any) -> dict[str, float]:
+        ref = samples.reference_samples
+        mine = self.gold.score(samples.prompts, samples.completions, samples.ended)
+        theirs = self.gold.score(ref.prompts, ref.completions, ref.ended)
+        return {"win_rate": win_rate(mine, theirs), "gold_reward_vs_reference": float((mine - theirs).mean())}

@@ -1,0 +1,87 @@
+"""The embedded default task end to end at budget=smoke: stages, caching, gold evaluation."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alignzoo.record import read_record
+from alignzoo.testing import run_tiny
+
+SMOKE = ["task=sentiment", "budget=smoke", "logger=[jsonl]"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("stage-cache")
+
+
+@pytest.fixture(scope="module")
+def cold_and_warm(cache, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cold = run_tiny([*SMOKE, "algo=dpo", f"run.cache_dir={cache}"], root / "cold", tiny=False)
+    warm = run_tiny([*SMOKE, "algo=dpo", f"run.cache_dir={cache}"], root / "warm", tiny=False)
+    return cold, warm
+
+
+def test_cold_run_builds_every_stage_and_warm_run_reuses_them(cold_and_warm, cache):
+    cold, warm = cold_and_warm
+    assert cold.status == warm.status == "ok", (cold.error, warm.error)
+    stages = ("tokenizer", "pretrain", "sft", "feedback")
+    for stage in stages:
+        assert any(n.startswith(f"stage {stage}: built") for n in cold.notes), cold.notes
+        assert any(n.startswith(f"stage {stage}: reused from cache") for n in warm.notes), warm.notes
+        assert len([p for p in (cache / stage).iterdir() if p.is_dir()]) == 1
+    assert warm.metrics == cold.metrics  # reuse changes nothing about the result
+
+
+def test_base_model_writes_corpus_like_text(cold_and_warm, cache):
+    meta = json.loads(next((cache / "pretrain").glob("*/meta.json")).read_text())
+    assert meta["val_perplexity"] < 0.05 * meta["uniform_perplexity"]  # uniform over 1024 tokens: 1024
+    assert any("held-out perplexity" in n for n in cold_and_warm[0].notes)
+
+
+def test_every_evaluation_reports_gold_kl_length_eos_and_repetition(cold_and_warm):
+    rec = cold_and_warm[0]
+    for entry in rec.history:
+        for key in ("eval/gold_reward", "eval/kl", "eval/win_rate", "eval/length", "eval/eos_share",
+                    "eval/repetition", "eval/distinct_2"):
+            assert key in entry, key
+    start = rec.history[0]
+    assert start["step"] == 0 and start["eval/kl"] == 0.0 and start["eval/win_rate"] == 0.5
+    assert rec.metrics["eval/kl"] > 0
+
+
+def test_feedback_stats_are_recorded(cold_and_warm, cache):
+    meta = json.loads(next((cache / "feedback").glob("*/meta.json")).read_text())
+    assert meta["pairs"] == 128 and 0.5 < meta["agreement_with_gold"] <= 1.0
+    assert "inter_annotator_agreement" in meta
+    assert any(n.startswith("feedback: 128 pairs") for n in cold_and_warm[0].notes)
+
+
+def test_sft_row_is_the_unchanged_reference(cache, tmp_path):
+    rec = run_tiny([*SMOKE, "algo=sft", f"run.cache_dir={cache}"], tmp_path, tiny=False)
+    assert rec.status == "ok", rec.error
+    assert rec.history[0]["eval/gold_reward"] == rec.history[-1]["eval/gold_reward"]
+    assert rec.metrics["eval/kl"] == 0.0
+
+
+def test_two_jobs_on_an_empty_cache_build_each_stage_once(tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "ALIGNZOO_PLUGINS": ""}
+    args = [sys.executable, "-m", "alignzoo", "run", *SMOKE, "algo=sft", f"run.cache_dir={cache}",
+            "budget.pretrain_steps=20", "budget.eval_prompts=16"]
+    procs = [subprocess.Popen([*args, f"seed={i}", f"hydra.run.dir={tmp_path}/job{i}"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    records = [read_record(tmp_path / f"job{i}") for i in range(2)]
+    assert all(r.status == "ok" for r in records)
+    for stage in ("tokenizer", "pretrain", "sft"):
+        built = [r for r in records if any(n.startswith(f"stage {stage}: built") for n in r.notes)]
+        assert len(built) == 1, [r.notes for r in records]
+        assert len([p for p in (cache / stage).iterdir() if p.is_dir()]) == 1
