@@ -12,11 +12,13 @@ import random
 from pathlib import Path
 from typing import Any, Optional
 
-TINY_OVERRIDES = [
-    "model=tiny", "model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.n_positions=64",
-    "model.vocab_size=300", "budget=smoke", "train.steps=4", "train.batch_size=8", "eval.num_prompts=8",
-    "eval.max_new_tokens=8", "logger=[jsonl]",
-]
+#: a seconds-long job: smoke budget, few steps, small evaluation, metrics to metrics.jsonl only
+TINY_RUN = ["budget=smoke", "train.steps=4", "train.batch_size=8", "eval.num_prompts=8", "eval.max_new_tokens=8",
+            "logger=[jsonl]"]
+#: the smallest useful model=tiny
+TINY_MODEL = ["model=tiny", "model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.n_positions=64",
+              "model.vocab_size=300"]
+TINY_OVERRIDES = TINY_MODEL + TINY_RUN
 
 _SUBJECTS = ["the movie", "the plot", "the acting", "the music", "the ending", "the cast", "the story", "the film",
              "the script", "the score", "the pacing", "the dialogue"]

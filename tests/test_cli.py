@@ -35,12 +35,12 @@ def test_unknown_algo_lists_names_and_suggests(tmp_path):
 
 
 def test_negative_beta_is_one_clear_message(tmp_path, data):
-    out = run_cli(["run", "algo=dpo", "algo.beta=-1", f"task.path={data}"], tmp_path)
+    out = run_cli(["run", "algo=dpo", "algo.beta=-1", "task=hf_preferences", f"task.path={data}"], tmp_path)
     assert_clean_error(out, "algo.beta must be > 0 (got -1.0)")
 
 
 def test_every_config_problem_is_reported_at_once(tmp_path):
-    out = run_cli(["run", "algo.beta=0", "train.grad_accum=3", "model.n_head=3"], tmp_path)
+    out = run_cli(["run", "task=hf_preferences", "algo.beta=0", "train.grad_accum=3", "model.n_head=3"], tmp_path)
     assert_clean_error(out, "algo.beta must be > 0", "task.path is required", "model.n_embd=64 must be divisible",
                        "train.batch_size=16 must be divisible by grad_accum=3")
 
@@ -50,7 +50,7 @@ def test_dataset_missing_rejected_column(tmp_path):
 
     path = tmp_path / "norej"
     datasets.Dataset.from_dict({"prompt": ["a", "b"], "chosen": ["x", "y"]}).save_to_disk(str(path))
-    out = run_cli(["run", f"task.path={path}"], tmp_path)
+    out = run_cli(["run", "task=hf_preferences", f"task.path={path}"], tmp_path)
     assert_clean_error(out, "no column 'rejected'", str(path), "['prompt', 'chosen']")
 
 
@@ -64,7 +64,7 @@ def test_empty_dataset(tmp_path, kind):
     else:
         path = tmp_path / "empty.jsonl"
         path.write_text("")
-    out = run_cli(["run", f"task.path={path}"], tmp_path)
+    out = run_cli(["run", "task=hf_preferences", f"task.path={path}"], tmp_path)
     assert_clean_error(out, f"dataset '{path}' has no rows")
 
 
@@ -81,7 +81,7 @@ def test_help_lists_config_groups(tmp_path):
 
 
 def test_sweep_goes_on_after_a_failing_job(tmp_path, data):
-    out = run_cli(["run", "-m", *TINY_OVERRIDES, f"task.path={data},/nonexistent/data"], tmp_path)
+    out = run_cli(["run", "-m", *TINY_OVERRIDES, "task=hf_preferences", f"task.path={data},/nonexistent/data"], tmp_path)
     assert out.returncode == 0, out.stderr
     records = sorted(Path(tmp_path, "outputs", "sweeps").glob("*/*/record.json"))
     statuses = sorted(json.loads(p.read_text())["status"] for p in records)

@@ -14,7 +14,7 @@ from alignzoo.testing import run_tiny
 
 
 def test_dpo_run_writes_ok_record_with_falling_loss_and_eval_metrics(tmp_path, preference_dataset):
-    rec = run_tiny([f"task.path={preference_dataset}", "algo=dpo", "train.steps=12", "reward=vader",
+    rec = run_tiny(["task=hf_preferences", f"task.path={preference_dataset}", "algo=dpo", "train.steps=12", "reward=vader",
                     "eval.num_prompts=32", "task.eval_fraction=0.4",
                     "logger=[jsonl,console]"], tmp_path)
     assert rec.status == "ok", rec.error
@@ -36,16 +36,16 @@ def test_dpo_run_writes_ok_record_with_falling_loss_and_eval_metrics(tmp_path, p
 
 
 def test_same_seed_same_metrics(tmp_path, preference_dataset):
-    a = run_tiny([f"task.path={preference_dataset}", "seed=3"], tmp_path / "a")
-    b = run_tiny([f"task.path={preference_dataset}", "seed=3"], tmp_path / "b")
-    c = run_tiny([f"task.path={preference_dataset}", "seed=4"], tmp_path / "c")
+    a = run_tiny(["task=hf_preferences", f"task.path={preference_dataset}", "seed=3"], tmp_path / "a")
+    b = run_tiny(["task=hf_preferences", f"task.path={preference_dataset}", "seed=3"], tmp_path / "b")
+    c = run_tiny(["task=hf_preferences", f"task.path={preference_dataset}", "seed=4"], tmp_path / "c")
     assert a.metrics == b.metrics
     assert a.metrics != c.metrics
 
 
 @pytest.mark.parametrize("algo", ["ipo", "cdpo", "sft"])
 def test_presets_run(tmp_path, preference_dataset, algo):
-    rec = run_tiny([f"task.path={preference_dataset}", f"algo={algo}"], tmp_path)
+    rec = run_tiny(["task=hf_preferences", f"task.path={preference_dataset}", f"algo={algo}"], tmp_path)
     assert rec.status == "ok", rec.error
     assert rec.config["algo"]["name"] == algo
 
@@ -69,7 +69,7 @@ class ExplodingAlgo:
 def test_failing_job_writes_failed_record_with_traceback_and_keeps_what_it_measured(tmp_path, preference_dataset):
     plugins.load(extra_plugins=[("exploding", ExplodingAlgo())])
     try:
-        rec = run_tiny([f"task.path={preference_dataset}", "algo=boom"], tmp_path)
+        rec = run_tiny(["task=hf_preferences", f"task.path={preference_dataset}", "algo=boom"], tmp_path)
     finally:
         plugins.load(reload=True)
     on_disk = read_record(tmp_path)
@@ -80,7 +80,7 @@ def test_failing_job_writes_failed_record_with_traceback_and_keeps_what_it_measu
 
 
 def test_nan_loss_stops_with_step_and_quantity(tmp_path, preference_dataset):
-    rec = run_tiny([f"task.path={preference_dataset}", "algo.lr=1e30", "train.max_grad_norm=0",
+    rec = run_tiny(["task=hf_preferences", f"task.path={preference_dataset}", "algo.lr=1e30", "train.max_grad_norm=0",
                     "train.steps=6"], tmp_path)
     if rec.status == "ok":
         pytest.skip("this seed did not diverge")  # guarded: the lr is absurd on purpose
@@ -94,7 +94,7 @@ def test_wandb_logger_leaves_offline_run_in_job_dir(tmp_path, preference_dataset
     from alignzoo.testing import TINY_OVERRIDES
 
     args = [a for a in TINY_OVERRIDES if not a.startswith("logger=")]
-    out = subprocess.run([sys.executable, "-m", "alignzoo", "run", *args, f"task.path={preference_dataset}",
+    out = subprocess.run([sys.executable, "-m", "alignzoo", "run", *args, "task=hf_preferences", f"task.path={preference_dataset}",
                           "logger=[jsonl,wandb]", f"hydra.run.dir={tmp_path}/job"], capture_output=True, text=True,
                          env=env, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
