@@ -42,6 +42,16 @@ def alignzoo_register_rewards(register):
 
     register("vader", rule.VaderReward, rule.VaderConfig, description="VADER compound sentiment (gameable proxy)")
     register("gold", sentiment.build_gold, sentiment.GoldConfig, description="the sentiment task's gold reward")
+    register("length", rule.LengthReward, rule.LengthRewardConfig, description="target-length shaping")
+    register("harmless", rule.HarmlessReward, rule.HarmlessConfig, description="1 - P(offensive) (alt-profanity-check)")
+    register("weighted", rule.WeightedReward, rule.WeightedRewardConfig, description="weighted sum of named rewards")
+
+    from alignzoo.rewards import learned
+
+    register("learned", learned.build_learned, learned.LearnedRewardConfig,
+             description="a learned reward model (Bradley-Terry / Plackett-Luce), trained once and cached")
+    register("ensemble", learned.build_ensemble, learned.EnsembleConfig,
+             description="an ensemble of learned reward models: mean - k * std")
 
 
 @hookimpl
@@ -55,6 +65,11 @@ def alignzoo_register_evaluators(register):
 
     register("gold_reward", gold.GoldRewardEvaluator, gold.GoldRewardConfig)
     register("win_rate", gold.WinRateEvaluator, gold.WinRateConfig)
+
+    from alignzoo.evaluators import reward_model
+
+    register("rm_accuracy", reward_model.RMAccuracyEvaluator, reward_model.RMAccuracyConfig)
+    register("rm_gold_correlation", reward_model.RMGoldCorrelationEvaluator, reward_model.RMGoldCorrelationConfig)
     register("kl", basic.KLEvaluator, basic.KLConfig)
     register("length", basic.LengthEvaluator, basic.LengthConfig)
     register("distinct", basic.DistinctEvaluator, basic.DistinctConfig)

@@ -139,10 +139,10 @@ def _node_problems(prefix: str, node: Any, registries: Registries, kind: str) ->
         obj = to_dataclass(node, entry)
     except Exception as exc:  # noqa: BLE001 - missing mandatory values, type errors
         msg = str(exc).splitlines()[0]
-        if "Missing mandatory value" in msg:
-            key = msg.split(":")[-1].strip()
-            return None, [f"{prefix}.{key.split('.')[-1]} is required; set it on the command line "
-                          f"({prefix}.{key.split('.')[-1]}=...)"]
+        if "issing mandatory value" in msg:
+            key = getattr(exc, "full_key", None) or msg.rsplit(":", 1)[-1].strip()
+            key = key.split(".")[-1]
+            return None, [f"{prefix}.{key} is required; set it on the command line ({prefix}.{key}=...)"]
         return None, [f"{prefix}: {msg}"]
     probs = obj.problems() if hasattr(obj, "problems") else []
     return obj, [f"{prefix}.{p}" for p in probs]

@@ -89,6 +89,8 @@ def to_dataclass(node: Any, entry: Entry) -> Any:
 
     if dataclasses.is_dataclass(node):
         return node
+    if OmegaConf.is_config(node) and OmegaConf.get_type(node) is entry.config_class:
+        return OmegaConf.to_object(node)  # keeps nested dataclasses; raises on missing mandatory values
     data = OmegaConf.to_container(node, resolve=True, throw_on_missing=True) if not isinstance(node, dict) else dict(node)
     cls = entry.config_class
     known = {f.name for f in dataclasses.fields(cls) if f.init}

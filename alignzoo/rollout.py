@@ -71,15 +71,21 @@ def _cache_kwarg(model_cls: type) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def forward(model: Any, input_ids: Tensor, attention_mask: Tensor, *, cache: Any = None, pos: Tensor | None = None):
+def forward(model: Any, input_ids: Tensor, attention_mask: Tensor, *, cache: Any = None, pos: Tensor | None = None,
+            hidden: bool = False):
+    """One forward with padding-aware position ids -> (logits, cache) or, with ``hidden``, (logits, cache,
+    last hidden states ``[B, T, d]``). ``cache=False`` turns the KV cache off (training forwards)."""
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": cache is not False}
     kwargs["position_ids"] = pos if pos is not None else position_ids(attention_mask)
     if cache not in (None, False):
         kwargs[_cache_kwarg(type(model))] = cache
+    if hidden:
+        kwargs["output_hidden_states"] = True
     out = model(**kwargs)
-    if cache is False:
-        return out.logits, None
-    return out.logits, out["cache"] if "cache" in out else out.get("past_key_values")
+    new_cache = None if cache is False else (out["cache"] if "cache" in out else out.get("past_key_values"))
+    if hidden:
+        return out.logits, new_cache, out.hidden_states[-1]
+    return out.logits, new_cache
 
 
 def filter_logits(logits: Tensor, *, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -104,21 +110,24 @@ def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, 
              adjust_logits: Optional[Callable[[Tensor, Any], Tensor]] = None) -> Rollout:
     """Sample completions for token-id prompts. ``temperature=0`` is greedy.
 
-    ``adjust_logits(logits, hidden_state_or_none)`` may perturb the next-token logits before filtering (ILQL's
-    advantage-weighted decoding uses it).
+    ``adjust_logits(logits, hidden)`` may perturb the next-token logits ``[B, V]`` before temperature and
+    filtering, given the last layer's hidden state ``[B, d]`` of the position being decoded (ILQL's
+    advantage-weighted decoding uses it). The returned log-probs are those of the adjusted distribution.
     """
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts, pad_id, device)
     prompt_mask = mask
     batch = ids.size(0)
-    logits, cache = forward(model, ids, mask)
-    logits = logits[:, -1].float()
+    want_hidden = adjust_logits is not None
+    out = forward(model, ids, mask, hidden=want_hidden)
+    logits, cache = out[0][:, -1].float(), out[1]
+    state = out[2][:, -1] if want_hidden else None
     pos = position_ids(mask)[:, -1]
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     tokens, masks, logps = [], [], []
     for _ in range(max_new_tokens):
         if adjust_logits is not None:
-            logits = adjust_logits(logits, None)
+            logits = adjust_logits(logits, state)
         scaled = logits / temperature if temperature > 0 else logits
         if temperature > 0:
             filtered = filter_logits(scaled, top_k=top_k, top_p=top_p)
@@ -137,8 +146,9 @@ def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, 
             break
         mask = torch.cat([mask, live.long().unsqueeze(-1)], dim=1)
         pos = pos + 1
-        step_logits, cache = forward(model, nxt.unsqueeze(-1), mask, cache=cache, pos=pos.unsqueeze(-1))
-        logits = step_logits[:, -1].float()
+        out = forward(model, nxt.unsqueeze(-1), mask, cache=cache, pos=pos.unsqueeze(-1), hidden=want_hidden)
+        logits, cache = out[0][:, -1].float(), out[1]
+        state = out[2][:, -1] if want_hidden else None
     if tokens:
         comp = torch.stack(tokens, 1)
         comp_mask = torch.stack(masks, 1)
@@ -175,5 +185,5 @@ def sample(policy: Any, prompts: list[str], *, max_new_tokens: int, temperature:
     for i in range(0, len(encoded), batch_size):
         out.append(generate(policy.model, encoded[i:i + batch_size], eos_id=policy.eos_id, pad_id=policy.pad_id,
                             max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                            generator=gen))
+                            generator=gen, adjust_logits=getattr(policy, "adjust_logits", None)))
     return out

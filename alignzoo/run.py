@@ -65,6 +65,7 @@ class RunContext:
     evaluators: dict[str, Any] = field(default_factory=dict)
     loggers: list[Any] = field(default_factory=list)
     last_step: int = 0
+    extra_metrics: dict[str, float] = field(default_factory=dict)  # final-only metrics (e.g. reward-model quality)
     _eval_prompts: Optional[list[str]] = None
     _train_metrics: dict[str, float] = field(default_factory=dict)
 
@@ -276,8 +277,13 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
         if ctx.eval_cfg.at_start:
             ctx.evaluate(ctx.policy, 0)
         algo_entry = state.registries["algo"].get(cfg.algo.name)
+        if ctx.reward is not None:
+            from alignzoo.rewards.learned import quality_gate
+
+            quality_gate(ctx.reward, ctx, online=bool(getattr(algo_entry.config_class, "ONLINE", False)))
         trained = algo_entry.factory(built["algo"], ctx)
-        ctx.evaluate(trained if trained is not None else ctx.policy, ctx.last_step)
+        if not (record.history and record.history[-1]["step"] == ctx.last_step):  # nothing trained since: no rerun
+            ctx.evaluate(trained if trained is not None else ctx.policy, ctx.last_step)
         record.status = "ok"
     except BaseException as exc:  # noqa: BLE001 - a job records its failure and returns (sweeps go on)
         record.status = "failed"
@@ -292,7 +298,8 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
 
 def _finish(record: RunRecord, ctx: Optional[RunContext], t0: float, job_dir: Path) -> None:
     if ctx is not None:
-        record.metrics = {**ctx._train_metrics, **(record.history[-1] if record.history else {})}
+        record.metrics = {**ctx._train_metrics, **ctx.extra_metrics,
+                          **(record.history[-1] if record.history else {})}
         record.metrics.pop("step", None)
     record.wall_time_s = round(time.time() - t0, 3)
     record.peak_memory_mb = _peak_memory_mb()

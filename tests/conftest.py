@@ -14,3 +14,12 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 pytest_plugins = ["alignzoo.testing"]
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smoke_cache(tmp_path_factory):
+    """One stage cache for every smoke-budget run of the session (stages are built once, then reused)."""
+    return tmp_path_factory.mktemp("smoke-stage-cache")

@@ -31,7 +31,9 @@ def assert_clean_error(out, *needles):
 
 def test_unknown_algo_lists_names_and_suggests(tmp_path):
     out = run_cli(["run", "algo=dpx"], tmp_path)
-    assert_clean_error(out, "unknown algo 'dpx'", "Did you mean algo=dpo?", "cdpo, dpo, ipo, sft")
+    assert_clean_error(out, "unknown algo 'dpx'", "Did you mean algo=dpo?", "Known algo names: cdpo, dpo, ")
+    listing = out.stderr.split("Known algo names: ")[1].split(".")[0].split(", ")
+    assert {"dpo", "ipo", "cdpo", "sft"} <= set(listing) and listing == sorted(listing)
 
 
 def test_negative_beta_is_one_clear_message(tmp_path, data):
@@ -77,7 +79,8 @@ def test_cfg_job_prints_composed_config(tmp_path):
 def test_help_lists_config_groups(tmp_path):
     out = run_cli(["run", "--help"], tmp_path)
     assert out.returncode == 0
-    assert "algo: cdpo, dpo, ipo, sft" in out.stdout and "logger: console, jsonl, wandb" in out.stdout
+    assert "algo: cdpo, dpo, " in out.stdout and "logger: console, jsonl, wandb" in out.stdout
+    assert "task: hf_preferences, sentiment" in out.stdout
 
 
 def test_sweep_goes_on_after_a_failing_job(tmp_path, data):

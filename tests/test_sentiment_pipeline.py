@@ -16,7 +16,7 @@ SMOKE = ["task=sentiment", "budget=smoke", "logger=[jsonl]"]
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("stage-cache")
+    return tmp_path_factory.mktemp("stage-cache")  # its own: the first runs here must find it empty
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,9 @@ class EvalSamples:
 
     @cached_property
     def policy_token_logprobs(self) -> list[torch.Tensor]:
+        if getattr(self.policy, "adjust_logits", None) is not None and self.temperature == 1.0:
+            # a perturbed decoding (ILQL) is not the model's own distribution: use the sampler's log-probs
+            return [r.logprobs for r in self._rollouts]
         return self._token_logprobs(self.policy.model)
 
     @cached_property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -21,6 +21,9 @@ class Policy:
     tokenizer: Any  # a transformers tokenizer (pad != eos)
     name: str = "policy"
     info: dict[str, Any] = field(default_factory=dict)  # provenance: stage hashes, source path
+    #: a decoding-time perturbation of next-token logits, ``f(logits [B, V], hidden [B, d]) -> logits`` (e.g.
+    #: ILQL's beta * (Q - V)); the rollout engine applies it, so evaluators see the same decoding
+    adjust_logits: Optional[Callable[[Any, Any], Any]] = None
 
     @property
     def device(self) -> torch.device:
@@ -44,7 +47,7 @@ class Policy:
         model = copy.deepcopy(self.model).eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        return Policy(model, self.tokenizer, name=name, info=dict(self.info))
+        return Policy(model, self.tokenizer, name=name, info=dict(self.info))  # plain decoding: no adjust_logits
 
     def encode_prompts(self, texts: list[str]) -> list[list[int]]:
         return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]

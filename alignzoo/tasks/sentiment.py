@@ -93,6 +93,7 @@ class SentimentTask:
         self.gold = GoldReward(self.vocabulary, cfg.missing_eos_penalty)
         self._corpus_key = {"corpus": {"size": cfg.corpus_size, "seed": cfg.stage_seed, "version": CORPUS_VERSION}}
         self._sft: StageResult | None = None
+        self._feedback: StageResult | None = None
 
     def _stage(self, name: str, config: dict[str, Any], build) -> StageResult:
         return run_stage(self.ctx.cache_dir, name, config, build, note=self.ctx.note)
@@ -187,6 +188,8 @@ class SentimentTask:
         """The simulated-annotator dataset for the SFT policy (cached)."""
         from alignzoo.stages.feedback import annotator_pool, build_feedback
 
+        if self._feedback is not None:
+            return self._feedback
         if self._sft is None:
             raise AlignzooError("task=sentiment: feedback needs the SFT stage; call prepare() first")
         c = self.cfg
@@ -206,7 +209,7 @@ class SentimentTask:
                                       overlap_share=c.overlap_share, seed=c.stage_seed,
                                       progress=lambda n: bar.update(n - bar.n))
 
-        result = self._stage("feedback", config, build)
+        result = self._feedback = self._stage("feedback", config, build)
         self.ctx.record.notes.append(
             f"feedback: {result.meta['pairs']} pairs, agreement with gold {result.meta['agreement_with_gold']:.3f}, "
             f"inter-annotator agreement {result.meta['inter_annotator_agreement']:.3f}")
