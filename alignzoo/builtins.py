@@ -17,6 +17,14 @@ def alignzoo_register_algos(register):
                  + (f", label_smoothing={preset.label_smoothing}" if preset.label_smoothing else "") + ")")
     register("sft", sft.train, sft.SFTConfig, description="the SFT reference row: no optimization")
 
+    from alignzoo.algos import a2c, best_of_n, ppo
+
+    register("ppo", ppo.train, ppo.PPOConfig, description="PPO with a KL penalty against a reward model")
+    register("a2c", a2c.train, a2c.A2CConfig, description="advantage actor-critic, one step per batch")
+    register("best_of_n", best_of_n.train, best_of_n.BestOfNConfig, description="best of N reference samples")
+    register("best_of_16", best_of_n.train, best_of_n.BestOfNConfig(name="best_of_16", n=16),
+             description="best of 16 reference samples")
+
 
 @hookimpl
 def alignzoo_register_tasks(register):

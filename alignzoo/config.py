@@ -33,6 +33,8 @@ class BudgetConfig:
     model_width: int = 64  # hidden width of the tiny model the pipeline pretrains
     model_layers: int = 2  # layers of that model
     vocab_size: int = 1024  # BPE vocabulary of the tiny model's tokenizer
+    rm_min_accuracy: float = 0.0  # reward-model quality gate before online RL: held-out pairwise accuracy
+    rm_min_gold_spearman: float = -1.0  # ... and Spearman correlation with the gold reward (tasks that have one)
 
     def problems(self) -> list[str]:
         return [f"{k} must be >= 1 (got {getattr(self, k)})"

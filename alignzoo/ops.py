@@ -60,3 +60,45 @@ KL_ESTIMATORS = {
     "k2": lambda d: 0.5 * d ** 2,
     "k3": lambda d: torch.expm1(-d) + d,
 }
+
+
+def masked_var(values: Tensor, mask: Tensor, *, unbiased: bool = True) -> Tensor:
+    mean = masked_mean(values, mask)
+    count = mask.sum()
+    var = masked_sum((values - mean) ** 2, mask) / count.clamp(min=1)
+    if unbiased and count > 1:
+        var = var * count / (count - 1)  # Bessel's correction, as TRL's masked_var
+    return var
+
+
+def masked_whiten(values: Tensor, mask: Tensor, *, shift_mean: bool = True) -> Tensor:
+    """(x - mean) / sqrt(var + 1e-8) over the masked positions (unbiased variance); ``shift_mean=False`` keeps the
+    mean. Masked positions come back as 0."""
+    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    whitened = (values - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        whitened = whitened + mean
+    return torch.where(mask.bool(), whitened, torch.zeros_like(whitened))
+
+
+def gae(rewards: Tensor, values: Tensor, mask: Tensor, *, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
+    """Generalized advantage estimation over ``[B, T]`` per-token rewards and values -> (advantages, returns).
+
+    delta_t = r_t + gamma V_{t+1} - V_t;  A_t = delta_t + gamma lam A_{t+1};  R_t = A_t + V_t.
+    ``mask`` marks each sequence's steps (a contiguous prefix); the step after a sequence's last unmasked token is
+    terminal (V = 0), and whatever rewards or values stand at masked positions never reach the result.
+    """
+    m = mask.to(values.dtype)
+    r = rewards * m
+    v = values * m
+    advantages = torch.zeros_like(v)
+    last = torch.zeros_like(v[:, 0])
+    steps = v.size(1)
+    for t in reversed(range(steps)):
+        next_v = v[:, t + 1] if t + 1 < steps else torch.zeros_like(last)
+        next_m = m[:, t + 1] if t + 1 < steps else torch.zeros_like(last)
+        delta = r[:, t] + gamma * next_v * next_m - v[:, t]
+        last = delta + gamma * lam * last * next_m
+        advantages[:, t] = last
+    advantages = advantages * m
+    return advantages, (advantages + v) * m

@@ -176,7 +176,11 @@ def completion_logprobs(model: Any, rollout: Rollout, *, temperature: float = 1.
 
 def sample(policy: Any, prompts: list[str], *, max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
            top_p: float = 1.0, batch_size: int = 64, seed: int = 0) -> list[Rollout]:
-    """Sample from a ``Policy`` for text prompts in batches, from a seeded generator (same seed, same samples)."""
+    """Sample from a ``Policy`` for text prompts in batches, from a seeded generator (same seed, same samples).
+    A policy with its own ``sampler`` (best-of-N) samples through it."""
+    if getattr(policy, "sampler", None) is not None:
+        return policy.sampler(prompts, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
+                              seed=seed, top_k=top_k, top_p=top_p)
     gen = torch.Generator(device=policy.device).manual_seed(seed)
     encoded = policy.encode_prompts(prompts)
     max_prompt = max(1, policy.max_length - max_new_tokens)

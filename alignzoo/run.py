@@ -111,8 +111,10 @@ class RunContext:
     def build_reward(self, name: str) -> Any:
         """Build a registered reward by name with its default config (e.g. for ``evaluator.reward.reward``)."""
         entry = self.registries["reward"].get(name)
-        config = entry.config if not isinstance(entry.config, type) else entry.config()
-        return entry.factory(config, self)
+        # compose the default config inside this run's config, so ${budget.*} interpolations resolve
+        root = OmegaConf.create({k: self.cfg[k] for k in ("budget", "seed", "run")})
+        root["component"] = OmegaConf.structured(entry.config)
+        return entry.factory(OmegaConf.to_object(root.component), self)
 
     def preference_data(self) -> Any:
         """The task's preference pairs as a ``datasets.Dataset`` (prompt / chosen / rejected text)."""
@@ -230,6 +232,10 @@ def _build_components(ctx: RunContext) -> None:
     ctx.reference = ctx.policy.frozen_copy("reference")
     if built.get("reward") is not None:
         ctx.reward = regs["reward"].get(c.reward.name).factory(built["reward"], ctx)
+    elif getattr(regs["algo"].get(c.algo.name).config_class, "ONLINE", False) and "learned" in regs["reward"]:
+        # online optimizers need a reward: by default, a reward model learned from the task's feedback
+        ctx.note("no reward configured: using a learned reward model trained on the task's feedback (reward=learned)")
+        ctx.reward = ctx.build_reward("learned")
     for key, conf in built["evaluator"].items():
         evaluator = regs["evaluator"].get(conf.name).factory(conf, ctx)
         reason = evaluator.skip_reason(ctx) if hasattr(evaluator, "skip_reason") else None
@@ -301,6 +307,12 @@ def _finish(record: RunRecord, ctx: Optional[RunContext], t0: float, job_dir: Pa
         record.metrics = {**ctx._train_metrics, **ctx.extra_metrics,
                           **(record.history[-1] if record.history else {})}
         record.metrics.pop("step", None)
+        from alignzoo.evaluators.overopt import describe, overoptimization
+
+        flag = overoptimization(record.history)
+        if flag is not None:
+            record.metrics["eval/overoptimized"] = flag["overoptimized"]
+            record.notes.append(describe(flag))
     record.wall_time_s = round(time.time() - t0, 3)
     record.peak_memory_mb = _peak_memory_mb()
     if is_main_process():

@@ -56,7 +56,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: Any, total_step
 def check_finite(metrics: dict[str, Any], step: int) -> None:
     """Stop the run, naming the step and the quantity, when a loss or metric is NaN or inf."""
     for name, value in metrics.items():
-        v = float(value)
+        v = float(value.detach()) if hasattr(value, "detach") else float(value)
         if not math.isfinite(v):
             raise TrainingDivergedError(
                 f"{name} became {v} at step {step}; lower the learning rate (algo.lr), raise train.max_grad_norm "

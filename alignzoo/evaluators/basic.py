@@ -33,6 +33,9 @@ class KLEvaluator:
         self.cfg = cfg
 
     def evaluate(self, samples: Any) -> dict[str, float]:
+        analytic = samples.policy.info.get("analytic_kl")
+        if analytic is not None:  # best-of-N: the closed form, not a sampled estimate of the base model's KL
+            return {"kl": float(analytic), f"kl_{self.cfg.estimator}_std": 0.0}
         totals = []
         for lp, ref, mask in zip(samples.policy_token_logprobs, samples.ref_token_logprobs, samples.masks):
             per_token = kl_penalty(lp, ref, estimator=self.cfg.estimator)

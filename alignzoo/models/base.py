@@ -24,6 +24,9 @@ class Policy:
     #: a decoding-time perturbation of next-token logits, ``f(logits [B, V], hidden [B, d]) -> logits`` (e.g.
     #: ILQL's beta * (Q - V)); the rollout engine applies it, so evaluators see the same decoding
     adjust_logits: Optional[Callable[[Any, Any], Any]] = None
+    #: replaces sampling altogether (best-of-N): ``f(prompts, *, max_new_tokens, temperature, batch_size, seed)
+    #: -> list[Rollout]``; evaluators sample through it
+    sampler: Optional[Callable[..., Any]] = None
 
     @property
     def device(self) -> torch.device:

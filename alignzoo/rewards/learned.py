@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from omegaconf import II
 from torch import nn
 
 from alignzoo.errors import AlignzooError
@@ -212,8 +213,8 @@ class LearnedRewardConfig:
     heldout_fraction: float = 0.1  # share of feedback prompts held out for accuracy and early stopping
     eval_every: int = 25  # steps between held-out evaluations
     seed: int = 0  # head init and data order (ensembles vary it)
-    min_accuracy: float = 0.6  # quality gate: held-out accuracy an online optimizer needs to start
-    min_gold_spearman: float = 0.2  # quality gate: Spearman with the gold reward (when the task has one)
+    min_accuracy: float = II("budget.rm_min_accuracy")  # quality gate: held-out accuracy online optimizers need
+    min_gold_spearman: float = II("budget.rm_min_gold_spearman")  # quality gate: Spearman with the gold reward
     skip_quality_gate: bool = False  # start online optimizers even below the floors
 
     def problems(self) -> list[str]:

@@ -228,6 +228,11 @@ class SentimentTask:
         """The full K-wise rankings: prompt, completions, gold, ended, ranking (best first)."""
         return self._feedback_data
 
+    def demonstrations(self) -> tuple[list[str], list[str]]:
+        """The SFT demonstrations as (prompts, completions) (used by PPO-ptx)."""
+        prompts = self.prompts["sft"]
+        return prompts, [s[len(p):] for p, s in zip(prompts, self.splits["sft"])]
+
     def eval_prompts(self, policy: Any, n: int) -> list[str]:
         return self.prompts["eval"][:n]
 

@@ -1,0 +1,226 @@
+"""PPO for language models (Ziegler et al. 2019, Stiennon et al. 2020, InstructGPT), with the details that matter
+(shared/reference/algorithms.md §2; "The N Implementation Details of RLHF with PPO").
+
+Per iteration: collect one batch of experience (``algos/online.py``: sample, score with the reward model, KL-shaped
+per-token rewards with the score on the last token, GAE, whitened advantages), then ``epochs`` passes over it in
+``minibatches`` shuffled minibatches, one optimizer step each, with the clipped policy ratio and the clipped value
+loss; then the KL controller updates beta (adaptive: Ziegler's proportional controller; or fixed).
+
+Choices: log-probs from logits / temperature (rollout and training alike); value head on the policy (zero
+init) or a separate critic (``value_model=separate``); a missing-EOS penalty on the score; optional PPO-ptx, a
+supervised loss on the task's SFT demonstrations mixed into every step (InstructGPT).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from alignzoo.algos import online
+from alignzoo.errors import AlignzooError
+from alignzoo.ops import masked_mean
+from alignzoo.training import Stepper, check_finite
+
+
+@dataclass
+class PPOConfig:
+    name: str = "ppo"
+    ONLINE = True  # class attribute (not a field): the reward-model quality gate applies
+    lr: float = 3e-4  # learning rate (tiny models; large ones want ~1e-6)
+    max_new_tokens: int = 20  # completion tokens sampled per prompt
+    temperature: float = 1.0  # sampling temperature; log-probs use logits / temperature
+    epochs: int = 4  # passes over each batch of experience
+    minibatches: int = 1  # minibatches per pass (one optimizer step each)
+    clip_range: float = 0.2  # policy ratio clip epsilon
+    value_clip_range: float = 0.2  # value clip epsilon
+    vf_coef: float = 0.1  # weight of the value loss
+    ent_coef: float = 0.0  # entropy bonus (0: none, as OAI and TRL)
+    gamma: float = 1.0
+    lam: float = 0.95  # GAE lambda
+    whiten_advantages: bool = True
+    kl_estimator: str = "k1"  # per-token KL in the reward: k1 | k2 | k3
+    kl_coef: float = 0.05  # initial (or fixed) beta
+    adaptive_kl: bool = False  # Ziegler's controller: steer the sequence KL towards kl_target
+    kl_target: float = 6.0  # nats per sequence
+    kl_horizon: int = 640  # controller horizon in episodes: OAI used 10000 with 512-episode batches (K = 0.05)
+    missing_eos_penalty: float = 1.0  # subtracted from the score of a completion that never ends
+    value_model: str = "shared"  # shared (a head on the policy) | separate (a critic copied from the policy)
+    ptx_coef: float = 0.0  # PPO-ptx: weight of the SFT loss on demonstrations (0: off)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.lr <= 0:
+            out.append(f"lr must be > 0 (got {self.lr})")
+        for k in ("epochs", "minibatches", "max_new_tokens"):
+            if getattr(self, k) < 1:
+                out.append(f"{k} must be >= 1 (got {getattr(self, k)})")
+        if self.clip_range <= 0 or self.value_clip_range <= 0:
+            out.append("clip_range and value_clip_range must be > 0")
+        if self.kl_coef < 0:
+            out.append(f"kl_coef must be >= 0 (got {self.kl_coef})")
+        if self.kl_estimator not in ("k1", "k2", "k3"):
+            out.append(f"kl_estimator must be k1, k2 or k3 (got {self.kl_estimator!r})")
+        if self.adaptive_kl and self.kl_target <= 0:
+            out.append(f"kl_target must be > 0 (got {self.kl_target})")
+        if self.value_model not in ("shared", "separate"):
+            out.append(f"value_model must be shared or separate (got {self.value_model!r})")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
+            out.append("gamma and lam must be in [0, 1]")
+        if self.temperature <= 0:
+            out.append(f"temperature must be > 0 (got {self.temperature})")
+        return out
+
+
+# -- losses ------------------------------------------------------------------------------------------------------
+
+def policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, *,
+                clip_range: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped surrogate: mean_t max(-A rho, -A clip(rho, 1 - eps, 1 + eps)), rho = exp(logp - old_logp), over
+    the masked tokens. Metrics: clipfrac (share of tokens where the clipped term is the larger), approx_kl
+    (mean of (logp - old_logp)^2 / 2), ratio mean."""
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    metrics = {"clipfrac": masked_mean((clipped > unclipped).float(), mask).detach(),
+               "approx_kl": masked_mean(0.5 * log_ratio.detach() ** 2, mask),
+               "ratio": masked_mean(ratio.detach(), mask)}
+    return loss, metrics
+
+
+def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, *,
+               clip_range: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped value loss: 1/2 mean_t max((V - R)^2, (V_clip - R)^2), V_clip = V_old + clip(V - V_old, +-eps)."""
+    clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    a, b = (values - returns) ** 2, (clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(a, b), mask)
+    return loss, {"vf_clipfrac": masked_mean((b > a).float(), mask).detach()}
+
+
+class AdaptiveKLController:
+    """Ziegler et al.'s proportional controller: e = clip(KL / target - 1, -0.2, 0.2);
+    beta <- beta * (1 + e * n_steps / horizon)."""
+
+    def __init__(self, init_beta: float, target: float, horizon: int):
+        self.value, self.target, self.horizon = init_beta, target, horizon
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        error = min(max(current_kl / self.target - 1, -0.2), 0.2)
+        self.value *= 1 + error * n_steps / self.horizon
+        return self.value
+
+
+class FixedKLController:
+    def __init__(self, beta: float):
+        self.value = beta
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        return self.value
+
+
+# -- training ----------------------------------------------------------------------------------------------------
+
+def make_critic(cfg: Any, policy: Any) -> tuple[torch.nn.Module, Any]:
+    """(value head, separate value model or None)."""
+    hidden = int(policy.model.config.hidden_size)
+    head = online.ValueHead(hidden).to(policy.device)
+    if cfg.value_model == "separate":
+        critic = copy.deepcopy(policy.model).train()
+        for p in critic.parameters():
+            p.requires_grad_(True)
+        return head, critic
+    return head, None
+
+
+def ptx_batches(ctx: Any, batch_size: int):
+    """Demonstration batches for PPO-ptx (the task's SFT demonstrations as prompt + completion)."""
+    from alignzoo.stages.lm import sft_batch
+
+    demos = getattr(ctx.task, "demonstrations", None)
+    if demos is None:
+        raise AlignzooError(f"algo.ptx_coef > 0 needs demonstrations, but task={ctx.task.name} has none")
+    prompts, completions = demos()
+    pol = ctx.policy
+    gen = torch.Generator().manual_seed(ctx.seed + 7)
+    while True:
+        for idx in torch.randperm(len(prompts), generator=gen).split(batch_size):
+            p = pol.encode_prompts([prompts[i] for i in idx])
+            c = pol.encode_completions([completions[i] for i in idx])
+            yield sft_batch(p, c, pol.pad_id, pol.max_length)
+
+
+def optimize(ctx: Any, cfg: Any, exp: online.Experience, stepper: Stepper, head: torch.nn.Module, critic: Any,
+             ptx: Any, step: int, *, clip: bool = True) -> dict[str, float]:
+    """``epochs`` x ``minibatches`` optimizer steps on one batch of experience; returns averaged metrics."""
+    from alignzoo.stages.lm import lm_loss
+
+    n = exp.mask.size(0)
+    gen = torch.Generator().manual_seed(ctx.seed * 1000 + step)
+    sums: dict[str, float] = {}
+    count = 0
+    clip_range = cfg.clip_range if clip else float("inf")
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(n, generator=gen).chunk(cfg.minibatches):
+            mb = exp.select(idx)
+            logprobs, values, entropy = online.policy_forward(ctx.policy.model, head, mb.rollout, cfg.temperature,
+                                                             critic)
+            pg, pg_m = policy_loss(logprobs, mb.logprobs, mb.advantages, mb.mask, clip_range=clip_range)
+            vf, vf_m = value_loss(values, mb.values, mb.returns, mb.mask,
+                                  clip_range=cfg.value_clip_range if clip else float("inf"))
+            ent = masked_mean(entropy, mb.mask)
+            loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
+            metrics = {"policy_loss": pg, "value_loss": vf, "entropy": ent, **pg_m, **vf_m}
+            if ptx is not None:
+                ids, loss_mask, attn = next(ptx)
+                dev = ctx.policy.device
+                sft = lm_loss(ctx.policy.model, ids.to(dev), loss_mask.to(dev), attn.to(dev))
+                loss = loss + cfg.ptx_coef * sft
+                metrics["ptx_loss"] = sft
+            check_finite({"train/loss": loss, **{f"train/{k}": v for k, v in metrics.items()}}, step)
+            loss.backward()
+            metrics["grad_norm"] = stepper.step()
+            for k, v in {"loss": loss, **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if hasattr(v, "detach") else v)
+            count += 1
+    return {k: v / count for k, v in sums.items()}
+
+
+def run_online(cfg: Any, ctx: Any, *, clip: bool) -> Any:
+    """The loop PPO and A2C share: collect, optimize, update beta, log, evaluate."""
+    reward = online.reward_for(ctx)
+    policy = ctx.policy
+    head, critic = make_critic(cfg, policy)
+    params = list(policy.model.parameters()) + list(head.parameters())
+    if critic is not None:
+        params += list(critic.parameters())
+    updates_per_iter = cfg.epochs * cfg.minibatches
+    stepper = Stepper.create(params, cfg.lr, ctx.train, total_steps=ctx.train.steps * updates_per_iter)
+    controller = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
+                  else FixedKLController(cfg.kl_coef))
+    prompts = online.prompt_batches(ctx.task.train_prompts(policy), ctx.train.batch_size, ctx.seed)
+    ptx = ptx_batches(ctx, ctx.train.batch_size) if cfg.ptx_coef > 0 else None
+    gen = torch.Generator(device=policy.device).manual_seed(ctx.seed)
+    with ctx.progress(total=ctx.train.steps, desc=cfg.name) as bar:
+        for step in range(1, ctx.train.steps + 1):
+            exp = online.collect(ctx, cfg, next(prompts), head, reward, controller.value, gen, critic)
+            policy.model.train()
+            metrics = online.rollout_metrics(exp, controller.value)
+            metrics.update(optimize(ctx, cfg, exp, stepper, head, critic, ptx, step, clip=clip))
+            controller.update(metrics["kl"], ctx.train.batch_size)
+            metrics["lr"] = stepper.lr
+            ctx.log({f"train/{k}": v for k, v in metrics.items()}, step)
+            bar.update(1)
+            bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics['kl']:.2f}")
+            policy.model.eval()
+            ctx.maybe_evaluate(policy, step)
+    return policy
+
+
+def train(cfg: PPOConfig, ctx: Any) -> Any:
+    """Optimize the policy against the reward model with clipped PPO and a KL penalty to the reference."""
+    return run_online(cfg, ctx, clip=True)
