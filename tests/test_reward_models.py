@@ -195,3 +195,23 @@ def test_reward_model_learns_an_easy_preference(tmp_path, preference_dataset):
                    tmp_path / "run", tiny=False)
     assert rec.status == "ok", rec.error
     assert rec.metrics["eval/rm_accuracy"] >= 0.8
+
+
+def test_hf_directory_backbone(tmp_path, preference_dataset):
+    """Any Hugging Face model directory can be the reward model's backbone (here a tiny GPT-2 saved to disk)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from alignzoo.models.base import Policy
+    from alignzoo.models.tokenizer import train_bpe_tokenizer
+    from alignzoo.testing import TINY_OVERRIDES
+
+    tok = train_bpe_tokenizer(["the movie was great and fun", "the plot was dull and messy"] * 50, 300)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=1, n_head=2))
+    Policy(model, tok).save(tmp_path / "backbone")
+    rec = run_tiny([*TINY_OVERRIDES, "task=hf_preferences", f"task.path={preference_dataset}", "algo=sft",
+                    "reward=learned", "reward.backbone=hf", f"reward.hf_path={tmp_path / 'backbone'}",
+                    "reward.epochs=1", f"run.cache_dir={tmp_path}/cache", "evaluator=[rm_accuracy]"],
+                   tmp_path / "run", tiny=False)
+    assert rec.status == "ok", rec.error
+    meta = json.loads(next((tmp_path / "cache" / "reward_model").glob("*/reward_model.json")).read_text())
+    assert meta["backbone"] == "hf" and meta["eos_id"] == tok.eos_token_id
