@@ -63,6 +63,9 @@ def cmd_run(args: list[str]) -> int:
     from alignzoo.config import store_schema
 
     store_schema()
+    searchpath = plugins.config_searchpath()
+    if searchpath and not any(a.startswith("hydra.searchpath=") for a in args):
+        args = [*args, "hydra.searchpath=[" + ",".join(searchpath) + "]"]
     sys.argv = ["alignzoo run", *args]
     _hydra_main()
     return 0

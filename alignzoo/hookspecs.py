@@ -81,6 +81,15 @@ class AlignzooSpecs:
         """
 
     @hookspec
+    def alignzoo_config_searchpath(self):
+        """Return Hydra search-path entries (e.g. ``["pkg://my_plugin.conf"]``) holding YAML presets.
+
+        A directory ``my_plugin/conf/algo/my_algo_strong.yaml`` then composes as ``algo=my_algo_strong``. Give
+        presets new names: a YAML file named like a registered component would shadow its dataclass. The package
+        directory needs an ``__init__.py`` and the YAML files must be shipped as package data.
+        """
+
+    @hookspec
     def alignzoo_run_end(self, record):
         """Called once per job after its ``record.json`` is written, with the ``RunRecord`` (ok or failed).
 

@@ -157,6 +157,17 @@ def registries() -> Registries:
     return load().registries
 
 
+def config_searchpath() -> list[str]:
+    """Search-path entries contributed by plugins (``alignzoo_config_searchpath``); a failing hook is skipped."""
+    out: list[str] = []
+    for impl in load().manager.hook.alignzoo_config_searchpath.get_hookimpls():
+        try:
+            out.extend(str(p) for p in (impl.function() or []))
+        except Exception:  # noqa: BLE001 - reported by `alignzoo plugins`; never blocks a run
+            continue
+    return out
+
+
 def call_run_end(record: Any) -> list[str]:
     """Fire ``alignzoo_run_end`` on every plugin; returns the errors (never raises)."""
     errors = []

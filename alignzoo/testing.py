@@ -2,8 +2,14 @@
 
 - ``compose_config(overrides)``: the composed Hydra config, exactly as ``alignzoo run`` would build it;
 - ``run_tiny(overrides, job_dir)``: run one tiny job in-process and return its ``RunRecord``;
+- ``run_algo(name, job_dir, cache_dir)``: one seconds-long job of a named algorithm on the embedded task;
 - ``make_preference_dataset(path, n)``: a small local preference dataset (prompt / chosen / rejected);
-- fixtures ``preference_dataset`` (a dataset directory) and ``tiny_overrides`` (overrides for a seconds-long job).
+- ``check_algorithm(name, tmp_path, cache_dir, bad_override=...)``: the conformance suite for an algorithm plugin
+  (registered, config composes and validates, a smoke run writes a valid ``ok`` record, the same seed gives the
+  same metrics, a bad config gives a clear error);
+- fixtures ``preference_dataset`` (a dataset directory), ``tiny_overrides`` (overrides for a seconds-long job),
+  ``stage_cache`` (one pipeline cache per test session), ``tiny_policy`` (a small GPT-2 and its tokenizer) and
+  ``tiny_task`` (the embedded task at the smoke budget, with its SFT policy and simulated feedback).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ def make_preference_dataset(path: str | Path, n: int = 200, *, seed: int = 0) ->
 
 
 def compose_config(overrides: list[str]) -> Any:
-    """Compose the config for ``overrides`` as the CLI would (plugins loaded first)."""
+    """Compose the config for ``overrides`` as the CLI would (plugins and their YAML search paths loaded first)."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
@@ -52,9 +58,13 @@ def compose_config(overrides: list[str]) -> Any:
 
     plugins.load()
     store_schema()
+    extra = []
+    searchpath = plugins.config_searchpath()
+    if searchpath:
+        extra = ["hydra.searchpath=[" + ",".join(searchpath) + "]"]
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="alignzoo.conf", version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return compose("config", overrides=list(overrides) + extra)
 
 
 def run_tiny(overrides: list[str], job_dir: str | Path, *, tiny: bool = True) -> Any:
@@ -63,6 +73,66 @@ def run_tiny(overrides: list[str], job_dir: str | Path, *, tiny: bool = True) ->
 
     all_overrides = (TINY_OVERRIDES if tiny else []) + list(overrides)
     return run_job(compose_config(all_overrides), Path(job_dir), overrides=all_overrides)
+
+
+def build_context(overrides: list[str], job_dir: str | Path) -> Any:
+    """A ``RunContext`` with task, policy, reference, reward and evaluators built (no training, no records)."""
+    import torch
+
+    from alignzoo import plugins
+    from alignzoo.config import validate
+    from alignzoo.record import RunRecord
+    from alignzoo.run import RunContext, _build_components
+
+    cfg = compose_config(list(overrides))
+    state = plugins.load()
+    built, problems = validate(cfg, state.registries)
+    if problems:
+        raise ValueError(f"invalid overrides: {problems}")
+    torch.manual_seed(int(cfg.seed))
+    ctx = RunContext(cfg=cfg, job_dir=Path(job_dir), seed=int(cfg.seed), device=torch.device("cpu"),
+                     train=built["train"], eval_cfg=built["eval"], budget=built["budget"],
+                     record=RunRecord("test", "running"), registries=state.registries, built=built)
+    _build_components(ctx)
+    return ctx
+
+
+#: a seconds-long job on the embedded task (stages at the smoke budget)
+SMOKE_TASK = ["task=sentiment", "budget=smoke", "logger=[jsonl]"]
+
+
+def run_algo(name: str, job_dir: str | Path, cache_dir: str | Path, extra: Optional[list[str]] = None) -> Any:
+    """One smoke-budget job of algorithm ``name`` on the embedded task; returns its ``RunRecord``."""
+    return run_tiny([*SMOKE_TASK, f"algo={name}", f"run.cache_dir={cache_dir}", *(extra or [])], job_dir, tiny=False)
+
+
+def check_algorithm(name: str, tmp_path: str | Path, cache_dir: str | Path, *, bad_override: str,
+                    bad_message: str, extra: Optional[list[str]] = None) -> Any:
+    """The conformance suite for an algorithm plugin; raises AssertionError naming what does not conform.
+
+    ``bad_override`` is an override your config must reject (e.g. ``"algo.beta=-1"``) and ``bad_message`` a
+    fragment of the message it must produce. Returns the record of the smoke run.
+    """
+    from alignzoo import plugins
+    from alignzoo.config import validate
+    from alignzoo.record import read_record
+
+    tmp_path, extra = Path(tmp_path), list(extra or [])
+    state = plugins.load()
+    assert name in state.registries["algo"], f"algo {name!r} is not registered: {state.registries['algo'].names()}"
+    cfg = compose_config([*SMOKE_TASK, f"algo={name}", *extra])
+    _, problems = validate(cfg, state.registries)
+    assert not problems, f"algo={name} composes with problems: {problems}"
+    first = run_algo(name, tmp_path / "first", cache_dir, extra)
+    assert first.status == "ok", f"algo={name} smoke run failed: {first.error}"
+    on_disk = read_record(tmp_path / "first")
+    assert on_disk.status == "ok" and on_disk.algo == name and "eval/gold_reward" in on_disk.metrics
+    again = run_algo(name, tmp_path / "again", cache_dir, extra)
+    assert again.metrics == first.metrics, f"algo={name}: the same seed gave different metrics"
+    bad = run_algo(name, tmp_path / "bad", cache_dir, [*extra, bad_override])
+    assert bad.status == "failed" and bad.error.get("user_error"), f"{bad_override} was not rejected as a user error"
+    assert bad_message in bad.error["message"], f"{bad_override}: message {bad.error['message']!r} lacks {bad_message!r}"
+    return first
 
 
 try:  # fixtures, when pytest is there
@@ -75,5 +145,37 @@ try:  # fixtures, when pytest is there
     @pytest.fixture
     def tiny_overrides() -> list[str]:
         return list(TINY_OVERRIDES)
+
+    @pytest.fixture(scope="session")
+    def stage_cache(tmp_path_factory: Any) -> Path:
+        """One pipeline-stage cache per test session (or ``$ALIGNZOO_TEST_STAGE_CACHE``, to share it between
+        test sessions): the embedded task's smoke-budget stages are built once."""
+        import os
+
+        shared = os.environ.get("ALIGNZOO_TEST_STAGE_CACHE")
+        return Path(shared) if shared else tmp_path_factory.mktemp("alignzoo-stage-cache")
+
+    @pytest.fixture
+    def tiny_policy() -> Any:
+        """A randomly initialised 1-layer GPT-2 with a BPE tokenizer (pad distinct from EOS)."""
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        from alignzoo.models.base import Policy
+        from alignzoo.models.tokenizer import train_bpe_tokenizer
+
+        texts = [f"{s} was {g}" for s in _SUBJECTS for g in _GOOD + _BAD]
+        tok = train_bpe_tokenizer(texts * 4, 300)
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                                           resid_pdrop=0, embd_pdrop=0, attn_pdrop=0,
+                                           eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+        return Policy(model.eval(), tok, name="tiny")
+
+    @pytest.fixture
+    def tiny_task(stage_cache: Path, tmp_path: Path) -> Any:
+        """The embedded task at the smoke budget, prepared: ``.policy`` is its SFT policy, ``.task`` the task
+        (``task.preference_data(policy)``, ``task.ranking_data(policy)``, ``task.gold``)."""
+        return build_context([*SMOKE_TASK, f"run.cache_dir={stage_cache}"], tmp_path)
+except ImportError:  # pragma: no cover
+    pass
 except ImportError:  # pragma: no cover
     pass

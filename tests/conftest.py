@@ -20,6 +20,6 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def smoke_cache(tmp_path_factory):
+def smoke_cache(stage_cache):
     """One stage cache for every smoke-budget run of the session (stages are built once, then reused)."""
-    return tmp_path_factory.mktemp("smoke-stage-cache")
+    return stage_cache
