@@ -31,7 +31,7 @@ def assert_clean_error(out, *needles):
 
 def test_unknown_algo_lists_names_and_suggests(tmp_path):
     out = run_cli(["run", "algo=dpx"], tmp_path)
-    assert_clean_error(out, "unknown algo 'dpx'", "Did you mean algo=dpo?", "Known algo names: cdpo, dpo, ")
+    assert_clean_error(out, "unknown algo 'dpx'", "Did you mean algo=dpo?", "Known algo names: ")
     listing = out.stderr.split("Known algo names: ")[1].split(".")[0].split(", ")
     assert {"dpo", "ipo", "cdpo", "sft"} <= set(listing) and listing == sorted(listing)
 
@@ -79,7 +79,9 @@ def test_cfg_job_prints_composed_config(tmp_path):
 def test_help_lists_config_groups(tmp_path):
     out = run_cli(["run", "--help"], tmp_path)
     assert out.returncode == 0
-    assert "algo: cdpo, dpo, " in out.stdout and "logger: console, jsonl, wandb" in out.stdout
+    algos = next(line for line in out.stdout.splitlines() if line.startswith("algo: "))[6:].split(", ")
+    assert {"dpo", "ipo", "cdpo", "sft"} <= set(algos) and algos == sorted(algos)
+    assert "logger: console, jsonl, wandb" in out.stdout
     assert "task: hf_preferences, sentiment" in out.stdout
 
 

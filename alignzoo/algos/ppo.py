@@ -46,7 +46,7 @@ class PPOConfig:
     kl_coef: float = 0.05  # initial (or fixed) beta
     adaptive_kl: bool = False  # Ziegler's controller: steer the sequence KL towards kl_target
     kl_target: float = 6.0  # nats per sequence
-    kl_horizon: int = 640  # controller horizon in episodes: OAI used 10000 with 512-episode batches (K = 0.05)
+    kl_horizon: int = 160  # controller horizon in episodes; beta moves by up to 0.2 * batch / horizon per update
     missing_eos_penalty: float = 1.0  # subtracted from the score of a completion that never ends
     value_model: str = "shared"  # shared (a head on the policy) | separate (a critic copied from the policy)
     ptx_coef: float = 0.0  # PPO-ptx: weight of the SFT loss on demonstrations (0: off)
