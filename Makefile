@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 export OMP_NUM_THREADS ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: test test-slow demo venv clean
+.PHONY: test test-slow demo venv clean leaderboard
 
 PLUGINS := plugins/alignzoo-kto plugins/alignzoo-grpo
 
@@ -40,6 +40,22 @@ test-slow: venv
 
 demo: venv
 	$(PY) -m alignzoo demo
+
+# The published leaderboard: the zoo sweep (every built-in optimizer + the SFT row, 3 seeds) and the DPO-family
+# reward-vs-KL frontier on the embedded task at budget=standard, then `alignzoo board build` into leaderboard/.
+# Hours on a 2-core CPU (estimate in the README). LEADERBOARD_ARGS=launcher=joblib runs two jobs at a time;
+# LEADERBOARD_BUDGET=quick gives a rough board in a fraction of the time. Runs land in a fresh timestamped folder.
+# The frontier skips beta=0.1 (the default), which the zoo sweep already ran.
+LEADERBOARD_STAMP  := $(shell date +%Y-%m-%d_%H-%M-%S)
+LEADERBOARD_RUNS   ?= outputs/leaderboard/$(LEADERBOARD_STAMP)
+LEADERBOARD_BUDGET ?= standard
+LEADERBOARD_ARGS   ?=
+
+leaderboard: venv
+	$(PY) -m alignzoo run -m +experiment=zoo budget=$(LEADERBOARD_BUDGET) hydra.sweep.dir=$(LEADERBOARD_RUNS)/zoo $(LEADERBOARD_ARGS)
+	$(PY) -m alignzoo run -m +experiment=frontier budget=$(LEADERBOARD_BUDGET) 'algo.beta=0.03,0.3,1.0' hydra.sweep.dir=$(LEADERBOARD_RUNS)/frontier $(LEADERBOARD_ARGS)
+	$(PY) -m alignzoo board build $(LEADERBOARD_RUNS) --out leaderboard --title "alignzoo leaderboard"
+	if command -v chromium >/dev/null 2>&1; then $(PY) -m alignzoo.board.browser leaderboard; fi
 
 clean:
 	rm -rf $(VENV) outputs multirun .alignzoo_cache

@@ -24,7 +24,8 @@ commands:
   run [overrides...]       run one job (or a sweep with -m), e.g. `alignzoo run algo=dpo seed=1`
   plugins [--json]         list plugins, their versions and components, and broken plugins
   demo [--budget quick]    the zoo sweep on the embedded task x 3 seeds, then a results table
-  board                    build the leaderboard from run records (coming with the leaderboard work)
+  board build RUN_DIRS... --out DIR
+                           build the leaderboard (JSON, CSV, Markdown, HTML, plots) from run records
 
 `alignzoo run --help` lists config groups and options.
 """
@@ -131,9 +132,22 @@ def cmd_plugins(args: list[str]) -> int:
 
 
 def cmd_board(args: list[str]) -> int:
-    print("alignzoo board: not available yet (the leaderboard builder lands with the leaderboard work)",
-          file=sys.stderr)
-    return 2
+    parser = argparse.ArgumentParser(prog="alignzoo board", description="Build the leaderboard from run records.")
+    sub = parser.add_subparsers(dest="action", metavar="build", required=True)
+    build = sub.add_parser("build", help="read every record.json under RUN_DIRS and write the board into --out",
+                           description="Read every record.json under RUN_DIRS (recursively), aggregate over seeds "
+                                       "and write leaderboard.json, runs.csv, LEADERBOARD.md, index.html, plots.")
+    build.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="sweep or output directories")
+    build.add_argument("--out", required=True, metavar="DIR", help="where to write the board (created if missing)")
+    build.add_argument("--title", default="alignzoo leaderboard", help="the page title")
+    ns = parser.parse_args(args)
+    from alignzoo.board import build_board
+
+    board = build_board(ns.run_dirs, ns.out, title=ns.title)
+    for warning in board.warnings:
+        print(f"alignzoo board: warning: {warning}", file=sys.stderr)
+    print(f"alignzoo board: {board.summary()}")
+    return 0
 
 
 def cmd_demo(args: list[str]) -> int:

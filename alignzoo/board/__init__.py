@@ -1,0 +1,16 @@
+"""The leaderboard: records -> groups over seeds -> ``leaderboard.json``, ``runs.csv``, ``LEADERBOARD.md``,
+``index.html`` and plots, built from run records alone (never from W&B), so it works offline and in CI.
+
+- ``collect``: find and read ``record.json`` files recursively;
+- ``aggregate``: group by task/model/budget and algorithm preset; mean, bootstrap CI and n per metric; ranks;
+- ``stats``: the seeded percentile bootstrap;
+- ``tables`` / ``plots`` / ``page``: the JSON, CSV, Markdown, figures and the static HTML page;
+- ``callback``: the Hydra callback that builds ``<sweep dir>/board/`` after every multirun;
+- ``browser``: renders a built page in headless Chromium and checks that the table and plots are visible.
+
+``alignzoo board build RUN_DIRS... --out DIR`` is the command; ``build_board`` the function.
+"""
+
+from alignzoo.board.build import Board, build_board
+
+__all__ = ["Board", "build_board"]

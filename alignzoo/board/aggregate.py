@@ -1,0 +1,241 @@
+"""Group records into presets and aggregate each over seeds.
+
+A *track* is what a comparison holds fixed: task x model x budget; ranks and Pareto fronts are computed within one.
+A *group* (one leaderboard row) is a track x algorithm preset: every run whose resolved config is the same once the
+seed and the settings that cannot change results (loggers, ``run.*``) are set aside. Its label is the algorithm's
+name plus the hyperparameters that differ between that algorithm's groups in the track (``dpo (beta=0.3)``), so a
+frontier sweep over ``algo.beta`` yields one row per beta.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shlex
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from alignzoo.board.stats import finite, summaries
+
+RANK_METRIC = "eval/gold_reward"  # what the board ranks by
+KL_METRIC = "eval/kl"  # the x axis of the frontier
+CURVE_METRICS = ("eval/gold_reward", "eval/kl")  # learning curves kept per group (from each record's history)
+COST_FIELDS = {"cost/wall_time_s": "wall_time_s", "cost/tokens": "tokens", "cost/peak_memory_mb": "peak_memory_mb"}
+IGNORED_CONFIG = ("seed", "logger", "run")  # top-level config keys that do not define a preset
+MESSAGE_CHARS = 2000  # an error message is cut to this many characters in the board
+
+
+@dataclass
+class Group:
+    id: str  # file-name-safe and unique: "<algo slug>-<hash of the preset>"
+    track: tuple[str, str, str]  # (task, model, budget)
+    algo: str
+    preset: dict[str, Any]  # hyperparameters that differ from the algorithm's other groups in the track
+    label: str  # "dpo (beta=0.3)"
+    config: dict[str, Any]  # the resolved config of one of its runs (seed of that run)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {mean, lo, hi, n}
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> [{step, mean, lo, hi, n}]
+    rank: Optional[int] = None  # Arena-style: 1 + groups of the track whose CI is entirely above this one's
+    pareto: bool = False  # on the track's gold-reward-vs-KL Pareto front
+    command: str = ""  # reproduces every run of the group
+    repeats: list[dict[str, Any]] = field(default_factory=list)  # ok runs of a seed that ran again later (not counted)
+
+    def __post_init__(self) -> None:
+        self._ok = self._latest_per_seed()
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        """The successful runs that count: one per seed (the latest when a seed ran more than once)."""
+        return self._ok
+
+    def _latest_per_seed(self) -> list[dict[str, Any]]:
+        counted: list[dict[str, Any]] = []
+        latest: dict[Any, dict[str, Any]] = {}
+        for r in self.runs:
+            if r.get("status") != "ok":
+                continue
+            seed = r.get("seed")
+            if seed is None:
+                counted.append(r)
+                continue
+            prev = latest.get(seed)
+            if prev is not None:
+                newer = str(r.get("started_at") or "") > str(prev.get("started_at") or "")
+                self.repeats.append(prev if newer else r)
+            if prev is None or newer:
+                latest[seed] = r
+        keep = {id(r) for r in latest.values()}
+        return counted + [r for r in self.runs if id(r) in keep]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r.get("status") != "ok"]
+
+    @property
+    def seeds(self) -> list[Any]:
+        return sorted({r.get("seed") for r in self.runs if r.get("seed") is not None}, key=_sort_key)
+
+    def metric(self, name: str) -> dict[str, Any]:
+        return self.metrics.get(name) or {"mean": None, "lo": None, "hi": None, "n": 0}
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [error_summary(r) for r in self.failed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "rank": self.rank, "label": self.label, "algo": self.algo, "task": self.track[0],
+            "model": self.track[1], "budget": self.track[2], "preset": self.preset, "n": len(self.ok),
+            "failed": len(self.failed), "seeds": self.seeds, "pareto": self.pareto, "metrics": self.metrics,
+            "curves": self.curves, "errors": self.errors(), "run_ids": [r.get("run_id") for r in self.runs],
+            "repeated_runs_not_counted": [r.get("run_id") for r in self.repeats],
+            "command": self.command, "config_file": f"configs/{self.id}.yaml", "config": self.config,
+        }
+
+
+def _sort_key(v: Any) -> tuple[int, Any]:
+    return (0, v) if isinstance(v, (int, float)) else (1, str(v))
+
+
+def text(value: Any) -> str:
+    """A record field as display text (None -> "?")."""
+    return "?" if value is None else str(value)
+
+
+def error_summary(record: dict[str, Any]) -> dict[str, Any]:
+    err = record.get("error") or {}
+    message = str(err.get("message") or f"status {record.get('status')!r} without an error message")
+    return {"run_id": record.get("run_id"), "algo": record.get("algo"), "seed": record.get("seed"),
+            "type": err.get("type"), "message": message[:MESSAGE_CHARS], "user_error": err.get("user_error"),
+            "source": record.get("source")}
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{"algo": {"beta": 0.1}} -> {"algo.beta": 0.1}; lists stay values."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def _preset_config(record: dict[str, Any]) -> dict[str, Any]:
+    config = record.get("config") or {}
+    return {k: v for k, v in config.items() if k not in IGNORED_CONFIG}
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:32]
+    return slug or "run"
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def reproduce_command(runs: list[dict[str, Any]]) -> str:
+    """``alignzoo run [-m] <overrides> seed=<the group's seeds>``, shell-quoted."""
+    ok = [r for r in runs if r.get("status") == "ok"]
+    base = (ok or runs)[0]
+    overrides = [o for o in base.get("overrides") or [] if not re.match(r"^[+~]{0,2}seed=", str(o))]
+    seeds = sorted({r.get("seed") for r in runs if r.get("seed") is not None}, key=_sort_key)
+    parts = ["alignzoo", "run"]
+    if len(seeds) > 1:
+        parts.append("-m")
+    parts += [str(o) for o in overrides]
+    if seeds:
+        parts.append("seed=" + ",".join(str(s) for s in seeds))
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run_command(record: dict[str, Any]) -> str:
+    """The exact command of one run."""
+    return " ".join(shlex.quote(p) for p in ["alignzoo", "run", *[str(o) for o in record.get("overrides") or []]])
+
+
+def group_records(records: list[dict[str, Any]]) -> list[Group]:
+    """Records -> groups (ranked, labelled, aggregated), ordered by track, then rank, then mean gold reward."""
+    buckets: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        track = (text(r.get("task")), text(r.get("model")), text(r.get("budget")))
+        key = json.dumps(_preset_config(r), sort_keys=True, default=str)
+        buckets[(track, text(r.get("algo")), key)].append(r)
+
+    groups: list[Group] = []
+    for (track, algo, key), runs in buckets.items():
+        runs.sort(key=lambda r: (_sort_key(r.get("seed")), str(r.get("run_id"))))
+        digest = hashlib.sha1(json.dumps([track, algo, key]).encode()).hexdigest()[:8]
+        config = dict(next((r for r in runs if r.get("status") == "ok"), runs[0]).get("config") or {})
+        groups.append(Group(id=f"{_slug(algo)}-{digest}", track=track, algo=algo, preset={}, label=algo,
+                            config=config, runs=runs, command=reproduce_command(runs)))
+    _label(groups)
+    for g in groups:
+        _aggregate(g)
+    _rank(groups)
+    order = {t: i for i, t in enumerate(sorted({g.track for g in groups}))}
+    groups.sort(key=lambda g: (order[g.track], g.rank if g.rank is not None else math.inf,
+                               -(g.metric(RANK_METRIC)["mean"] or 0.0) if g.rank is not None else 0.0,
+                               g.label, g.id))
+    return groups
+
+
+def _label(groups: list[Group]) -> None:
+    """Name each group by its algorithm and the hyperparameters that tell it apart from its siblings."""
+    siblings: dict[tuple[Any, ...], list[Group]] = defaultdict(list)
+    for g in groups:
+        siblings[(g.track, g.algo)].append(g)
+    for family in siblings.values():
+        flat = [flatten(_preset_config(g.runs[0])) for g in family]
+        keys = sorted({k for f in flat for k in f})
+        differing = [k for k in keys if len({json.dumps(f.get(k, "<unset>"), sort_keys=True, default=str)
+                                             for f in flat}) > 1]
+        for g, f in zip(family, flat):
+            g.preset = {k: f.get(k) for k in differing}
+            shown = ", ".join(f"{k.removeprefix('algo.')}={_value_text(v)}" for k, v in g.preset.items())
+            g.label = f"{g.algo} ({shown})" if shown else g.algo
+
+
+def _aggregate(g: Group) -> None:
+    ok = g.ok
+    values: dict[str, list[float]] = defaultdict(list)
+    for r in ok:
+        for k, v in (r.get("metrics") or {}).items():
+            if finite([v]):
+                values[k].append(float(v))
+        for name, fld in COST_FIELDS.items():
+            if finite([r.get(fld)]):
+                values[name].append(float(r[fld]))
+    order = lambda k: ({"eval": 0, "train": 1, "cost": 2}.get(k.split("/")[0], 3), k)  # noqa: E731
+    columns = {k: values[k] for k in sorted(values, key=order)}
+    curves: dict[tuple[str, Any], list[float]] = defaultdict(list)
+    for name in CURVE_METRICS:
+        for r in ok:
+            for point in r.get("history") or []:
+                if isinstance(point, dict) and finite([point.get("step")]) and finite([point.get(name)]):
+                    curves[(name, point["step"])].append(float(point[name]))
+    stats = summaries({**{("m", k): v for k, v in columns.items()}, **{("c", *k): v for k, v in curves.items()}})
+    g.metrics = {k: stats[("m", k)] for k in columns}
+    for (name, step) in sorted(curves, key=lambda c: (c[0], c[1])):
+        g.curves.setdefault(name, []).append({"step": step, **stats[("c", name, step)]})
+
+
+def _rank(groups: list[Group]) -> None:
+    """Arena-style ranks per track (1 + groups whose CI lower bound is above this upper bound); Pareto fronts."""
+    tracks: dict[tuple[str, str, str], list[Group]] = defaultdict(list)
+    for g in groups:
+        tracks[g.track].append(g)
+    for members in tracks.values():
+        scored = [g for g in members if g.metric(RANK_METRIC)["mean"] is not None]
+        for g in scored:
+            hi = g.metric(RANK_METRIC)["hi"]
+            g.rank = 1 + sum(1 for o in scored if o is not g and o.metric(RANK_METRIC)["lo"] > hi)
+        points = [(g, g.metric(KL_METRIC)["mean"], g.metric(RANK_METRIC)["mean"]) for g in scored
+                  if g.metric(KL_METRIC)["mean"] is not None]
+        for g, kl, gold in points:
+            g.pareto = not any((k2 <= kl and r2 >= gold) and (k2 < kl or r2 > gold) for _, k2, r2 in points)

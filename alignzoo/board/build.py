@@ -1,0 +1,105 @@
+"""``build_board(run_dirs, out)``: records -> groups -> every board file, in one call (the CLI and the sweep
+callback both use it)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from alignzoo.board import stats
+from alignzoo.board.aggregate import RANK_METRIC, Group, group_records
+from alignzoo.board.collect import collect
+from alignzoo.board.tables import config_yaml, leaderboard_json, leaderboard_md, runs_csv
+
+BOARD_SCHEMA_VERSION = 1
+
+
+@dataclass
+class Board:
+    out: Path
+    groups: list[Group]
+    records: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def n_failed(self) -> int:
+        return sum(1 for r in self.records if r.get("status") != "ok")
+
+    @property
+    def index(self) -> Path:
+        return self.out / "index.html"
+
+    def summary(self) -> str:
+        return (f"{len(self.records)} runs ({len(self.records) - self.n_failed} ok, {self.n_failed} failed) in "
+                f"{len(self.groups)} groups -> {self.index} (also LEADERBOARD.md, leaderboard.json, runs.csv, "
+                f"plots) in {self.seconds:.1f}s")
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    """Atomic write: a reader (or a static server) never sees half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _version() -> str:
+    import importlib.metadata as md
+
+    try:
+        return md.version("alignzoo")
+    except md.PackageNotFoundError:
+        return "unknown"
+
+
+def build_board(run_dirs: Iterable[str | Path], out: str | Path, *, title: str = "alignzoo leaderboard",
+                figures: bool = True) -> Board:
+    """Read every record under ``run_dirs`` and write the board into ``out``; returns what was built."""
+    import json
+
+    from alignzoo.board import page, plots
+
+    t0 = time.perf_counter()
+    run_dirs = [str(d) for d in run_dirs]
+    collected = collect(run_dirs)
+    records = collected.records
+    groups = group_records(records)
+    out = Path(out)
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    for old in (out / "configs").glob("*.yaml"):  # groups of an earlier build that no longer exist
+        old.unlink()
+    for g in groups:
+        _write(out / "configs" / f"{g.id}.yaml", config_yaml(g))
+
+    n_failed = sum(1 for r in records if r.get("status") != "ok")
+    meta = {
+        "schema_version": BOARD_SCHEMA_VERSION, "alignzoo_version": _version(), "run_dirs": run_dirs,
+        "rank_by": RANK_METRIC, "n_records": len(records), "n_ok": len(records) - n_failed, "n_failed": n_failed,
+        "ci": {"method": "percentile bootstrap of the mean over seeds", "level": stats.LEVEL,
+               "resamples": stats.RESAMPLES, "seed": stats.SEED},
+        "rank": "1 + groups of the same task/model/budget whose CI lower bound exceeds this group's upper bound",
+        "git_shas": sorted({r["git_sha"] for r in records if r.get("git_sha")}),
+        "warnings": list(collected.warnings) + [
+            f"{g.label} ({' · '.join(g.track)}): seed(s) {', '.join(sorted({str(r.get('seed')) for r in g.repeats}))} "
+            f"ran more than once; the latest run of each seed counts (not counted: "
+            f"{', '.join(str(r.get('run_id')) for r in g.repeats)})" for g in groups if g.repeats],
+    }
+    figs, fig_warnings = plots.draw_all(groups, out) if figures else ({}, [])
+    meta["figures"] = {name: {"png": f["png"], "svg": f["svg"]} for name, f in figs.items()}
+    meta["warnings"] += fig_warnings
+    _write(out / "leaderboard.json", json.dumps(leaderboard_json(groups, meta), indent=1, default=str) + "\n")
+    _write(out / "runs.csv", runs_csv(groups))
+    _write(out / "LEADERBOARD.md", leaderboard_md(groups, meta, plots={n: f["png"] for n, f in figs.items()}))
+    _write(out / "index.html", page.render(groups, meta, figs, fig_warnings, title=title))
+    return Board(out=out, groups=groups, records=records, warnings=meta["warnings"],
+                 seconds=time.perf_counter() - t0)

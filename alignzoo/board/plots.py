@@ -1,0 +1,193 @@
+"""The board's figures (matplotlib, Agg; no pyplot, so no global backend state), each as PNG and SVG.
+
+- ``frontier``: gold reward vs KL to the reference; each algorithm's presets joined in KL order (its curve), with
+  95% CIs on both axes, and the track's Pareto front (dashed);
+- ``compute``: gold reward vs mean wall-clock seconds per run;
+- ``curves``: gold reward vs training step (from each record's ``history``), mean and CI band over seeds.
+
+One panel per task/model/budget track. A figure that fails to draw is reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+from alignzoo.board.aggregate import KL_METRIC, RANK_METRIC, Group
+from alignzoo.board.tables import track_title
+
+MAX_PANELS = 9  # tracks drawn per figure (the rest are in the tables)
+ANNOTATE_MAX = 16  # label points with their preset when a panel has at most this many groups
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]
+
+
+def _safe(label: str) -> str:
+    """Plain text for matplotlib: no mathtext ($), and a leading underscore would hide a legend entry."""
+    label = label.replace("$", r"\$")
+    return " " + label if label.startswith("_") else label
+
+
+def _colors(groups: list[Group]) -> dict[str, str]:
+    return {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(sorted({g.algo for g in groups}))}
+
+
+def _tracks(groups: list[Group]) -> list[tuple[tuple[str, str, str], list[Group]]]:
+    tracks: dict[tuple[str, str, str], list[Group]] = defaultdict(list)
+    for g in groups:
+        tracks[g.track].append(g)
+    return list(tracks.items())[:MAX_PANELS]
+
+
+def _figure(n_panels: int) -> tuple[Any, list[Any]]:
+    from matplotlib.figure import Figure
+
+    cols = min(3, max(1, n_panels))
+    rows = math.ceil(max(1, n_panels) / cols)
+    width, height = 6.8 * cols, 4.8 * rows
+    fig = Figure(figsize=(width, height))
+    # fixed margins in inches (matplotlib's constrained layout would double the drawing time of a large board)
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.25 / width, bottom=0.6 / height, top=1 - 0.7 / height,
+                        wspace=0.3, hspace=0.5)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:max(1, n_panels)]
+
+
+def _errs(stats: list[dict[str, Any]]) -> list[list[float]]:
+    """Asymmetric error bars [[below...], [above...]] from {mean, lo, hi} (n = 1: no bar)."""
+    below, above = [], []
+    for s in stats:
+        m = s["mean"]
+        below.append(max(0.0, m - (s["lo"] if s["lo"] is not None else m)))
+        above.append(max(0.0, (s["hi"] if s["hi"] is not None else m) - m))
+    return [below, above]
+
+
+def _short(g: Group) -> str:
+    return ", ".join(f"{k.removeprefix('algo.')}={v:g}" if isinstance(v, float) else f"{k.removeprefix('algo.')}={v}"
+                     for k, v in g.preset.items())
+
+
+def _legend(ax: Any) -> None:
+    """Lower right (a fixed place: matplotlib's "best" is slow with many points); on a frontier, a learning curve or
+    a compute plot that corner is the one results rarely reach (high cost or KL, low reward)."""
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=8, loc="lower right", framealpha=0.85)
+
+
+def frontier(groups: list[Group]) -> Any:
+    colors, tracks = _colors(groups), _tracks(groups)
+    fig, axes = _figure(len(tracks))
+    for ax, (track, members) in zip(axes, tracks):
+        pts = [g for g in members if g.metric(KL_METRIC)["mean"] is not None and g.metric(RANK_METRIC)["mean"]
+               is not None]
+        by_algo: dict[str, list[Group]] = defaultdict(list)
+        for g in pts:
+            by_algo[g.algo].append(g)
+        for algo, gs in sorted(by_algo.items()):
+            gs.sort(key=lambda g: g.metric(KL_METRIC)["mean"])
+            xs = [g.metric(KL_METRIC)["mean"] for g in gs]
+            ys = [g.metric(RANK_METRIC)["mean"] for g in gs]
+            ax.plot(xs, ys, "-o", color=colors[algo], label=_safe(algo), ms=5, lw=1.5, zorder=3)
+            ax.errorbar(xs, ys, xerr=_errs([g.metric(KL_METRIC) for g in gs]),
+                        yerr=_errs([g.metric(RANK_METRIC) for g in gs]), fmt="none", ecolor=colors[algo], alpha=0.45,
+                        lw=1, capsize=2, zorder=2)
+            for g, x, y in zip(gs, xs, ys):
+                if len(pts) <= ANNOTATE_MAX and _short(g):
+                    ax.annotate(_safe(_short(g)), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                                color=colors[algo])
+        front = sorted((g for g in pts if g.pareto), key=lambda g: g.metric(KL_METRIC)["mean"])
+        if front:
+            ax.step([g.metric(KL_METRIC)["mean"] for g in front], [g.metric(RANK_METRIC)["mean"] for g in front],
+                    where="post", color="black", ls="--", lw=1, label="Pareto front", zorder=4)
+        ax.set(xlabel="KL to the reference (nats, eval/kl)", ylabel="gold reward (eval/gold_reward)",
+               title=_safe(track_title(track)))
+        ax.grid(alpha=0.3)
+        _legend(ax)
+    fig.suptitle("Gold reward vs KL: mean and 95% CI over seeds", y=1 - 0.15 / fig.get_figheight())
+    return fig
+
+
+def compute(groups: list[Group]) -> Any:
+    colors, tracks = _colors(groups), _tracks(groups)
+    fig, axes = _figure(len(tracks))
+    for ax, (track, members) in zip(axes, tracks):
+        by_algo: dict[str, list[Group]] = defaultdict(list)
+        for g in members:
+            if g.metric("cost/wall_time_s")["mean"] is not None and g.metric(RANK_METRIC)["mean"] is not None:
+                by_algo[g.algo].append(g)
+        xs_all = []
+        for algo, gs in sorted(by_algo.items()):
+            xs = [g.metric("cost/wall_time_s")["mean"] for g in gs]
+            xs_all += xs
+            ax.errorbar(xs, [g.metric(RANK_METRIC)["mean"] for g in gs], yerr=_errs([g.metric(RANK_METRIC) for g in gs]),
+                        fmt="o", color=colors[algo], capsize=2, ms=5, label=_safe(algo))
+        if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) > 20:
+            ax.set_xscale("log")
+        ax.set(xlabel="wall-clock time per run (s, mean over seeds)", ylabel="gold reward (eval/gold_reward)",
+               title=_safe(track_title(track)))
+        ax.grid(alpha=0.3)
+        _legend(ax)
+    fig.suptitle("Gold reward vs compute", y=1 - 0.15 / fig.get_figheight())
+    return fig
+
+
+def curves(groups: list[Group]) -> Any:
+    colors, tracks = _colors(groups), _tracks(groups)
+    fig, axes = _figure(len(tracks))
+    styles = ["-", "--", ":", "-."]
+    for ax, (track, members) in zip(axes, tracks):
+        drawn = [g for g in members if g.curves.get(RANK_METRIC)]
+        per_group_legend = len(drawn) <= 12
+        seen: set[str] = set()
+        index: dict[str, int] = defaultdict(int)
+        for g in drawn:
+            c = g.curves[RANK_METRIC]
+            steps = [p["step"] for p in c]
+            ax.plot(steps, [p["mean"] for p in c], styles[index[g.algo] % len(styles)], color=colors[g.algo],
+                    lw=1.5, marker="o", ms=3, label=_safe(g.label) if per_group_legend else (None if g.algo in seen else _safe(g.algo)))
+            ax.fill_between(steps, [p["lo"] for p in c], [p["hi"] for p in c], color=colors[g.algo], alpha=0.12,
+                            lw=0)
+            index[g.algo] += 1
+            seen.add(g.algo)
+        ax.set(xlabel="training step", ylabel="gold reward (eval/gold_reward)", title=_safe(track_title(track)))
+        ax.grid(alpha=0.3)
+        _legend(ax)
+    fig.suptitle("Learning curves: gold reward during training (mean and 95% CI over seeds)",
+                 y=1 - 0.15 / fig.get_figheight())
+    return fig
+
+
+FIGURES: dict[str, tuple[Callable[[list[Group]], Any], str]] = {
+    "frontier": (frontier, "Gold reward vs KL to the reference, with each algorithm's curve and the Pareto front"),
+    "compute": (compute, "Gold reward vs wall-clock compute per run"),
+    "curves": (curves, "Learning curves: gold reward vs training step"),
+}
+
+
+def draw_all(groups: list[Group], out: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Write ``<name>.png`` and ``<name>.svg`` for each figure; returns ({name: {png, svg, png_bytes, caption}},
+    warnings)."""
+    import matplotlib
+
+    figures: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    with matplotlib.rc_context({"svg.hashsalt": "alignzoo-board", "font.size": 9}):
+        for name, (draw, caption) in FIGURES.items():
+            try:
+                fig = draw(groups)
+                buf = io.BytesIO()
+                fig.savefig(buf, format="png", dpi=100)
+                (out / f"{name}.png").write_bytes(buf.getvalue())
+                fig.savefig(out / f"{name}.svg", format="svg", metadata={"Date": None})
+                figures[name] = {"png": f"{name}.png", "svg": f"{name}.svg", "png_bytes": buf.getvalue(),
+                                 "caption": caption}
+            except Exception as exc:  # noqa: BLE001 - a figure must not cost the tables
+                warnings.append(f"figure {name} could not be drawn: {type(exc).__name__}: {exc}")
+    return figures, warnings

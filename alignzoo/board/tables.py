@@ -1,0 +1,150 @@
+"""The board's data files: ``leaderboard.json`` (groups), ``runs.csv`` (one row per run), ``LEADERBOARD.md`` (ranked
+tables for a README) and ``configs/<group>.yaml`` (each group's resolved config). Every record string that reaches
+Markdown goes through ``md()``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from typing import Any, Optional
+
+import yaml
+
+from alignzoo.board.aggregate import COST_FIELDS, RANK_METRIC, Group, error_summary, run_command, text
+
+#: the columns every table shows: (metric, header, digits)
+COLUMNS = [("eval/gold_reward", "Gold reward", 3), ("eval/gold_reward_vs_reference", "Gain over SFT", 3),
+           ("eval/kl", "KL (nats)", 2), ("eval/win_rate", "Win rate", 3), ("eval/length", "Length", 1),
+           ("cost/wall_time_s", "Wall time (s)", 0)]
+RUN_FIELDS = ["run_id", "group_id", "status", "counted", "algo", "preset", "task", "model", "budget", "reward", "seed",
+              "wall_time_s", "tokens", "peak_memory_mb", "started_at", "git_sha", "error_type", "error_message",
+              "command", "source"]
+
+
+def clean(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    return obj
+
+
+def fmt(stat: dict[str, Any], digits: int) -> str:
+    """"0.346 [0.215, 0.346]", or "n/a"."""
+    if stat.get("mean") is None:
+        return "n/a"
+    if stat.get("n", 0) < 2:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} [{stat['lo']:.{digits}f}, {stat['hi']:.{digits}f}]"
+
+
+def track_title(track: tuple[str, str, str]) -> str:
+    return f"task={track[0]} · model={track[1]} · budget={track[2]}"
+
+
+# -- leaderboard.json -------------------------------------------------------------------------------------------
+
+def leaderboard_json(groups: list[Group], meta: dict[str, Any]) -> dict[str, Any]:
+    failed = [error_summary(r) for g in groups for r in g.failed]
+    return clean({**meta, "groups": [g.to_dict() for g in groups], "failed_runs": failed})
+
+
+# -- runs.csv ---------------------------------------------------------------------------------------------------
+
+def runs_csv(groups: list[Group]) -> str:
+    rows, metric_names = [], set()
+    for g in groups:
+        counted = {id(r) for r in g.ok}
+        for r in g.runs:
+            err = r.get("error") or {}
+            metrics = {k: v for k, v in (r.get("metrics") or {}).items() if isinstance(v, (int, float))}
+            metric_names.update(metrics)
+            row = {"run_id": r.get("run_id"), "group_id": g.id, "status": r.get("status"),
+                   "counted": int(id(r) in counted), "algo": r.get("algo"),
+                   "preset": g.label, "task": r.get("task"), "model": r.get("model"), "budget": r.get("budget"),
+                   "reward": r.get("reward"), "seed": r.get("seed"),
+                   **{fld: r.get(fld) for fld in COST_FIELDS.values()}, "started_at": r.get("started_at"),
+                   "git_sha": r.get("git_sha"), "error_type": err.get("type"),
+                   "error_message": " ".join(str(err.get("message") or "").split()) or None,
+                   "command": run_command(r), "source": r.get("source"), **metrics}
+            rows.append(row)
+    order = lambda k: ({"eval": 0, "train": 1}.get(k.split("/")[0], 2), k)  # noqa: E731
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=RUN_FIELDS + sorted(metric_names, key=order), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+# -- LEADERBOARD.md ---------------------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md(value: Any) -> str:
+    """Record text as inert Markdown: one line, HTML tags as text, no emphasis/links/code/table breaks."""
+    s = " ".join(text(value).split())
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", s)
+
+
+def md_code(value: str) -> str:
+    """An inline code span that survives backticks inside (CommonMark: a longer fence)."""
+    s = " ".join(value.split())
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", s)), default=0) + 1)
+    return f"{fence} {s} {fence}" if s.startswith("`") or s.endswith("`") else f"{fence}{s}{fence}"
+
+
+def leaderboard_md(groups: list[Group], meta: dict[str, Any], *, plots: Optional[dict[str, str]] = None) -> str:
+    ci = meta["ci"]
+    lines = ["# Leaderboard", "",
+             f"{meta['n_records']} runs ({meta['n_ok']} ok, {meta['n_failed']} failed) in {len(groups)} "
+             f"group{'' if len(groups) == 1 else 's'}. "
+             f"Mean over seeds [{ci['level']:.0%} percentile-bootstrap CI, {ci['resamples']} resamples]; ranked by "
+             f"`{RANK_METRIC}` within each task/model/budget; rows whose CIs overlap share a rank "
+             "(rank = 1 + rows whose CI lies entirely above). Regenerate with "
+             f"{md_code('alignzoo board build ' + ' '.join(meta['run_dirs']) + ' --out <dir>')}.", ""]
+    tracks: dict[tuple[str, str, str], list[Group]] = {}
+    for g in groups:
+        tracks.setdefault(g.track, []).append(g)
+    for track, members in tracks.items():
+        lines += [f"## {md(track_title(track))}", ""]
+        head = ["Rank", "Algorithm", "n"] + [h for _, h, _ in COLUMNS] + ["Failed"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---:", ":---", "---:"] + ["---:"] * (len(head) - 3))
+                  + "|"]
+        for g in members:
+            cells = [str(g.rank) if g.rank is not None else "–", md(g.label) + (" ★" if g.pareto else ""),
+                     str(len(g.ok))] + [fmt(g.metric(k), d) for k, _, d in COLUMNS] + [str(len(g.failed))]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if any(g.pareto for g in groups):
+        lines += ["★ on the gold-reward-vs-KL Pareto front of its track.", ""]
+    if plots and plots.get("frontier"):
+        lines += [f"![gold reward vs KL]({plots['frontier']})", ""]
+    lines += ["## Reproduce", ""]
+    for g in groups:
+        lines.append(f"- {md(g.label)} ({md(track_title(g.track))}): {md_code(g.command)}")
+    failed = [(g, r) for g in groups for r in g.failed]
+    if failed:
+        lines += ["", "## Failed runs", "", "| Run | Algorithm | Seed | Error |", "|---|---|---:|---|"]
+        for g, r in failed:
+            e = error_summary(r)
+            lines.append(f"| {md(e['run_id'])} | {md(g.label)} | {md(e['seed'])} | "
+                         f"{md(e['type'] or 'error')}: {md(e['message'][:300])} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- configs/<group>.yaml ---------------------------------------------------------------------------------------
+
+def config_yaml(g: Group) -> str:
+    one_line = lambda s: " ".join(text(s).split())  # noqa: E731
+    header = [f"# resolved config of {one_line(g.label)} ({one_line(track_title(g.track))}), "
+              f"seed {one_line(g.config.get('seed'))}; the group's seeds: {', '.join(map(str, g.seeds)) or '?'}",
+              f"# reproduce: {one_line(g.command)}"]
+    return "\n".join(header) + "\n" + yaml.safe_dump(clean(g.config), sort_keys=False, allow_unicode=True)
