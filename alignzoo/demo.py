@@ -71,12 +71,15 @@ def main(args: list[str]) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     parser.add_argument("--out", default=None, help="sweep directory (default: outputs/demo/<time>)")
     parser.add_argument("--no-wandb", action="store_true", help="do not mirror runs to offline W&B")
+    parser.add_argument("--jobs", type=int, default=2, help="jobs run at once (default 2: one per core; 1: in order)")
     ns, overrides = parser.parse_known_args(args)
     algos = demo_algos(plugins.load().registries)
     out = Path(ns.out or f"outputs/demo/{dt.datetime.now():%Y-%m-%d_%H-%M-%S}")
     loggers = "[console,jsonl]" if ns.no_wandb else "[console,jsonl,wandb]"
     cmd = [sys.executable, "-m", "alignzoo", "run", "-m", f"algo={','.join(algos)}", f"seed={ns.seeds}",
            f"budget={ns.budget}", "task=sentiment", f"logger={loggers}", f"hydra.sweep.dir={out}", *overrides]
+    if ns.jobs > 1:
+        cmd += ["launcher=joblib", f"hydra.launcher.n_jobs={ns.jobs}"]
     print(f"alignzoo demo: {len(algos)} algorithms x {len(ns.seeds.split(','))} seeds at budget={ns.budget}\n  "
           + " ".join(cmd[2:]), flush=True)
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
