@@ -45,7 +45,7 @@ class GroupConfig:
     group_size: int = 4  # completions per prompt (G >= 2)
     beta: float = 0.05  # weight of the k3 KL penalty to the reference
     clip_range: float = 0.2
-    epochs: int = 1  # passes over each batch
+    epochs: int = 4  # passes over each batch (as PPO: four optimizer steps per batch of samples)
     lr: float = 3e-4
     max_new_tokens: int = 20
     temperature: float = 1.0

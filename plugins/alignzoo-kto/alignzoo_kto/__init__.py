@@ -30,7 +30,7 @@ class KTOConfig:
     beta: float = 0.1  # KL strength
     lambda_desirable: float = 1.0  # weight of desirable examples (lambda_D)
     lambda_undesirable: float = 1.0  # weight of undesirable examples (lambda_U)
-    lr: float = 5e-4  # learning rate (tiny models from scratch; TRL's default 1e-6 is for large ones)
+    lr: float = 3e-4  # learning rate (tiny models from scratch; TRL default 1e-6 is for large ones)
 
     def problems(self) -> list[str]:
         out = []
