@@ -11,6 +11,7 @@ from alignzoo.hookspecs import hookimpl
 @hookimpl
 def alignzoo_register_algos(register):
     from alignzoo.algos import dpo, sft
+    from alignzoo.algos import ilql
 
     for name, preset in dpo.PRESETS.items():
         register(name, dpo.train, preset, description=f"DPO family ({preset.variant}"
@@ -24,6 +25,7 @@ def alignzoo_register_algos(register):
     register("best_of_n", best_of_n.train, best_of_n.BestOfNConfig, description="best of N reference samples")
     register("best_of_16", best_of_n.train, best_of_n.BestOfNConfig(name="best_of_16", n=16),
              description="best of 16 reference samples")
+    register("ilql", ilql.train, ilql.ILQLConfig, description="ILQL: offline Q-learning, decoding with beta (Q - V)")
 
 
 @hookimpl

@@ -224,6 +224,13 @@ def _device(name: str) -> Any:
     return torch.device(name)
 
 
+def needs_reward(algo_entry: Any) -> bool:
+    """Whether an algorithm optimizes against a reward model: its config class declares ``ONLINE = True``
+    (online RL) or ``NEEDS_REWARD = True`` (e.g. offline RL on reward-scored data)."""
+    cls = algo_entry.config_class
+    return bool(getattr(cls, "ONLINE", False) or getattr(cls, "NEEDS_REWARD", False))
+
+
 def _build_components(ctx: RunContext) -> None:
     regs, c, built = ctx.registries, ctx.cfg, ctx.built
     ctx.task = regs["task"].get(c.task.name).factory(built["task"], ctx)
@@ -232,8 +239,9 @@ def _build_components(ctx: RunContext) -> None:
     ctx.reference = ctx.policy.frozen_copy("reference")
     if built.get("reward") is not None:
         ctx.reward = regs["reward"].get(c.reward.name).factory(built["reward"], ctx)
-    elif getattr(regs["algo"].get(c.algo.name).config_class, "ONLINE", False) and "learned" in regs["reward"]:
-        # online optimizers need a reward: by default, a reward model learned from the task's feedback
+    elif needs_reward(regs["algo"].get(c.algo.name)) and "learned" in regs["reward"]:
+        # online optimizers (and offline ones scored by a reward model) need a reward: by default, a reward model
+        # learned from the task's feedback
         ctx.note("no reward configured: using a learned reward model trained on the task's feedback (reward=learned)")
         ctx.reward = ctx.build_reward("learned")
     for key, conf in built["evaluator"].items():
@@ -286,7 +294,7 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
         if ctx.reward is not None:
             from alignzoo.rewards.learned import quality_gate
 
-            quality_gate(ctx.reward, ctx, online=bool(getattr(algo_entry.config_class, "ONLINE", False)))
+            quality_gate(ctx.reward, ctx, online=needs_reward(algo_entry))
         trained = algo_entry.factory(built["algo"], ctx)
         if not (record.history and record.history[-1]["step"] == ctx.last_step):  # nothing trained since: no rerun
             ctx.evaluate(trained if trained is not None else ctx.policy, ctx.last_step)
