@@ -24,7 +24,7 @@ class Rollout:
     prompt_mask: Tensor  # [B, P] 1 on real prompt tokens
     completion_ids: Tensor  # [B, N] right-padded; EOS kept, padding after it
     completion_mask: Tensor  # [B, N] 1 on generated tokens up to and including EOS
-    logprobs: Tensor  # [B, N] log p(token) under softmax(logits / temperature) (no top-k/p), 0 on padding
+    logprobs: Tensor  # [B, N] log p(token) under softmax(adjusted logits / temperature), before top-k/p; 0 on padding
     ended: Tensor  # [B] bool: the sequence produced EOS before max_new_tokens
 
     @property
