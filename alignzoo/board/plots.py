@@ -21,8 +21,10 @@ from alignzoo.board.tables import track_title
 
 MAX_PANELS = 9  # tracks drawn per figure (the rest are in the tables)
 ANNOTATE_MAX = 16  # label points with their preset when a panel has at most this many groups
+# twenty distinct colours (matplotlib's tab10 and a darker second set), so a zoo of 12+ algorithms never repeats one
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
+           "#17becf", "#393b79", "#e7ba52", "#637939", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354",
+           "#756bb1", "#636363"]
 
 
 def _safe(label: str) -> str:
