@@ -75,8 +75,6 @@ class Registry:
     def build(self, node: Any, *args: Any, **kwargs: Any) -> Any:
         """Build the component a config node names (``node.name``): converts the node to its dataclass and
         calls the factory with it."""
-        from omegaconf import OmegaConf
-
         name = node["name"] if not dataclasses.is_dataclass(node) else node.name
         entry = self.get(name)
         config = node if dataclasses.is_dataclass(node) else to_dataclass(node, entry)

@@ -2,7 +2,6 @@
 
 import datasets
 import pytest
-import torch
 
 from alignzoo.models.base import Policy
 from alignzoo.models.tokenizer import train_bpe_tokenizer

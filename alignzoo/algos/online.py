@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +128,3 @@ def prompt_batches(prompts: list[str], batch_size: int, seed: int):
             if len(i) == batch_size or len(prompts) < batch_size:
                 yield [prompts[j] for j in i.tolist()]
 
-
-def check_kl_target(target: float) -> None:
-    if not (target > 0 and math.isfinite(target)):
-        raise AlignzooError(f"algo.kl_target must be a positive number of nats (got {target})")

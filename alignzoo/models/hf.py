@@ -6,7 +6,6 @@ EOS when it has none.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,11 @@ class HFModelConfig:
         out = []
         if self.dtype not in DTYPES:
             out.append(f"dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
-        looks_local = self.path.startswith((".", "/", "~")) or os.sep in self.path and Path(self.path).exists()
-        if self.path.startswith((".", "/", "~")) and not Path(self.path).expanduser().is_dir():
+        path = Path(self.path).expanduser()
+        local = self.path.startswith((".", "/", "~")) or path.exists()  # anything else is taken as a Hub name
+        if local and not path.is_dir():
             out.append(f"path {self.path!r} is not a directory; give a saved model directory or a Hub name")
-        elif looks_local and not (Path(self.path) / "config.json").exists():
+        elif local and not (path / "config.json").exists():
             out.append(f"path {self.path!r} has no config.json: it is not a Hugging Face model directory")
         return out
 

@@ -166,7 +166,7 @@ class SentimentTask:
     def _finetune(self, base: Any, base_key: dict[str, Any]) -> StageResult:
         from alignzoo.stages.lm import LMTrainSettings, sft_batch, train_lm
 
-        c, tok = self.cfg, base.tokenizer
+        c = self.cfg
         config = {**base_key, **self._corpus_key, "steps": c.sft_steps, "lr": c.sft_lr, "seed": c.stage_seed}
 
         def build(out: Path) -> dict[str, Any]:

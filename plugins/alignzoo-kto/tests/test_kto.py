@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from alignzoo import plugins
-from alignzoo.testing import check_algorithm, compose_config, run_algo
+from alignzoo.testing import check_algorithm, compose_config
 from alignzoo_kto import kto_loss
 
 
