@@ -106,6 +106,24 @@ class RunSettings:
         return out
 
 
+LABELERS = ("simulated", "critic", "human")
+
+
+@dataclass
+class LabelerConfig:
+    """Who labels the feedback stage's comparisons (``labeler=<name>``)."""
+
+    name: str = "simulated"  # simulated: annotator pool on the gold reward | critic: RLAIF | human: `alignzoo label`
+    path: Optional[str] = None  # labeler=human: the folder of labels saved by `alignzoo label`
+
+    def problems(self) -> list[str]:
+        if self.name not in LABELERS:
+            return [f"name must be one of {', '.join(LABELERS)} (got {self.name!r}); e.g. labeler=simulated"]
+        if self.name == "human" and not self.path:
+            return ["path is required with labeler=human: labeler.path=<folder written by `alignzoo label`>"]
+        return []
+
+
 @dataclass
 class AlignzooConfig:
     seed: int = 0
@@ -114,6 +132,7 @@ class AlignzooConfig:
     model: Any = MISSING
     reward: Any = None
     critic: Any = None
+    labeler: LabelerConfig = field(default_factory=LabelerConfig)
     evaluator: Dict[str, Any] = field(default_factory=dict)
     logger: Dict[str, Any] = field(default_factory=dict)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -166,7 +185,8 @@ def validate(cfg: DictConfig, registries: Registries) -> tuple[dict[str, Any], l
             obj, p = _node_problems(kind, cfg.get(kind), registries, kind)
             problems += p
             built[kind] = obj
-    for key, cls in (("train", TrainConfig), ("eval", EvalConfig), ("budget", BudgetConfig), ("run", RunSettings)):
+    for key, cls in (("train", TrainConfig), ("eval", EvalConfig), ("budget", BudgetConfig), ("run", RunSettings),
+                     ("labeler", LabelerConfig)):
         try:
             obj = OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cls(**cfg[key])
         except Exception as exc:  # noqa: BLE001

@@ -192,6 +192,17 @@ class SentimentTask:
             return self._feedback
         if self._sft is None:
             raise AlignzooError("task=sentiment: feedback needs the SFT stage; call prepare() first")
+        labeler = self.ctx.built["labeler"]
+        if labeler.name == "critic":  # RLAIF: the critic's AI labels replace the annotators
+            from alignzoo.stages.ai_feedback import critic_feedback
+
+            result = self._feedback = critic_feedback(self, policy)
+            return result
+        if labeler.name == "human":  # judgments collected with `alignzoo label`
+            from alignzoo.stages.human_feedback import human_feedback
+
+            result = self._feedback = human_feedback(self, policy, labeler.path)
+            return result
         c = self.cfg
         pool = annotator_pool(c.annotators, temperature=c.annotator_temperature, flip_rate=c.flip_rate,
                               noise=c.annotator_noise, length_bias=c.annotator_length_bias, seed=c.stage_seed)
