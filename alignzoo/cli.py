@@ -1,4 +1,4 @@
-"""``alignzoo run|plugins|board|demo`` (also ``python -m alignzoo``).
+"""``alignzoo run|plugins|board|demo|label`` (also ``python -m alignzoo``).
 
 ``run`` hands its arguments to Hydra (overrides, ``-m`` sweeps, ``--cfg job``, ``--help``) after loading plugins, so
 registered components are in Hydra's ConfigStore before it composes. Component names are checked first, so a
@@ -26,6 +26,8 @@ commands:
   demo [--budget quick]    the zoo sweep on the embedded task x 3 seeds, then a results table
   board build RUN_DIRS... --out DIR
                            build the leaderboard (JSON, CSV, Markdown, HTML, plots) from run records
+  label [--from FILE] [--out DIR] [overrides...]
+                           judge completions in the browser; labeler=human labeler.path=DIR trains on them
 
 `alignzoo run --help` lists config groups and options.
 """
@@ -156,7 +158,13 @@ def cmd_demo(args: list[str]) -> int:
     return demo_main(args)
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "board": cmd_board, "demo": cmd_demo}
+def cmd_label(args: list[str]) -> int:
+    from alignzoo.label.cli import main as label_main
+
+    return label_main(args)
+
+
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "board": cmd_board, "demo": cmd_demo, "label": cmd_label}
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -1,0 +1,118 @@
+"""The feedback stage with ``labeler=human``: judgments collected with ``alignzoo label`` become the feedback set.
+
+Reads ``<labeler.path>/labels.jsonl`` (or a labels file given directly), keeps the last judgment of each annotator
+on each comparison, drops ties and both-bad judgments (counted in the metadata), and writes the same columns as the
+simulated stage (``alignzoo.stages.feedback.build_feedback``): prompt, chosen, rejected (the person's best and worst),
+their gold scores and EOS flags, annotator, and the full completions / gold / ended / ranking for K-wise losses.
+Gold scores are recomputed with the task's gold reward when it has one. The result is cached like every stage,
+keyed on the hash of the labels file's content, so new judgments give a new feedback set (and reward model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+from alignzoo.errors import DataError
+from alignzoo.stages.cache import StageResult, run_stage
+
+COLUMNS = ("prompt", "chosen", "rejected", "chosen_gold", "rejected_gold", "chosen_ended", "rejected_ended",
+           "annotator", "completions", "gold", "ended", "ranking")
+FORMAT = 1  # bump when the rows or metadata this stage writes change
+
+
+def feedback_rows(pairs: list[dict[str, Any]], gold: list[list[float]], ended: list[list[bool]]) -> dict[str, list]:
+    """The feedback dataset's columns from usable judgments and the gold scores / EOS flags of their completions."""
+    rows: dict[str, list] = {c: [] for c in COLUMNS}
+    for r, g, e in zip(pairs, gold, ended):
+        b, w = r["ranking"][0], r["ranking"][-1]
+        comps = r["completions"]
+        for key, value in (("prompt", r["prompt"]), ("chosen", comps[b]), ("rejected", comps[w]),
+                           ("chosen_gold", g[b]), ("rejected_gold", g[w]), ("chosen_ended", e[b]),
+                           ("rejected_ended", e[w]), ("annotator", r["annotator"]), ("completions", list(comps)),
+                           ("gold", list(g)), ("ended", list(e)), ("ranking", list(r["ranking"]))):
+            rows[key].append(value)
+    return rows
+
+
+def _simulated_pool(task: Any) -> list[Any]:
+    from alignzoo.stages.feedback import annotator_pool
+
+    c = getattr(task, "cfg", None)
+    if c is None or not hasattr(c, "annotator_temperature"):
+        return []
+    return annotator_pool(c.annotators, temperature=c.annotator_temperature, flip_rate=c.flip_rate,
+                          noise=c.annotator_noise, length_bias=c.annotator_length_bias, seed=c.stage_seed)
+
+
+def human_feedback(task: Any, policy: Any, path: str | Path) -> StageResult:
+    """The feedback stage's result for the labels in ``path`` (cached by their content hash)."""
+    from alignzoo.label.agreement import is_pair, simulated_reference, summarize
+    from alignzoo.label.store import labels_file, latest_judgments, read_jsonl, read_labels
+
+    rows = latest_judgments(read_labels(path))
+    f = labels_file(path)
+    pairs = [r for r in rows if is_pair(r)]
+    if not pairs:
+        no_pref = len(rows) - len(pairs)
+        raise DataError(f"labeler.path={path}: {f} holds no usable judgments ({len(rows)} judgment(s), {no_pref} of "
+                        f"them ties or both bad); judge some comparisons with `alignzoo label --out {path}`")
+    ks = sorted({len(r["completions"]) for r in pairs})
+    if len(ks) > 1:
+        raise DataError(f"labeler.path={path}: comparisons with different numbers of completions ({ks}) cannot form "
+                        "one feedback set; label each K into its own folder")
+    good = read_jsonl(f).good_bytes
+    with open(f, "rb") as fh:
+        digest = hashlib.sha256(fh.read(good)).hexdigest()
+    gold_fn = getattr(task, "gold", None)
+    config: dict[str, Any] = {"labels_sha256": digest, "format": FORMAT,
+                              "gold": getattr(gold_fn, "missing_eos_penalty", None) if gold_fn else None,
+                              **getattr(task, "_corpus_key", {})}
+
+    def build(out: Path) -> dict[str, Any]:
+        import datasets
+
+        ended = [[bool(x) for x in r["ended"]] if r.get("ended") else [True] * len(r["completions"]) for r in pairs]
+        if gold_fn is not None:  # the task's gold reward, recomputed (labels from a file may carry none)
+            flat = [c for r in pairs for c in r["completions"]]
+            scores = gold_fn.score([], flat, [e for es in ended for e in es]).tolist()
+            gold, i = [], 0
+            for r in pairs:
+                gold.append([float(s) for s in scores[i:i + len(r["completions"])]])
+                i += len(r["completions"])
+        else:
+            gold = [[float(g) for g in r["gold"]] if r.get("gold") else [math.nan] * len(r["completions"])
+                    for r in pairs]
+        scored = [{**r, "gold": g} for r, g in zip(pairs, gold)]
+        datasets.Dataset.from_dict(feedback_rows(pairs, gold, ended)).save_to_disk(str(out / "data"))
+        pool = _simulated_pool(task)
+        refs = {"simulated": simulated_reference(pool)} if pool else {}
+        summary = summarize([*scored, *(r for r in rows if not is_pair(r))], refs)
+        inter = summary["inter_annotator"]
+        return {
+            "pairs": len(pairs), "judgments": len(rows), "ties": summary["ties"], "both_bad": summary["both_bad"],
+            "agreement_with_gold": summary["vs"]["gold"]["agreement"],
+            "gold_pairs": summary["vs"]["gold"]["pairs"],
+            "agreement_with_simulated": summary["vs"]["simulated"]["agreement"] if pool else math.nan,
+            "inter_annotator_agreement": inter["agreement"], "inter_annotator_pairs": inter["pairs"],
+            "annotators": sorted(summary["annotators"]),
+            "per_annotator_agreement_with_gold": {a: c["vs"]["gold"]["agreement"]
+                                                  for a, c in summary["annotators"].items()},
+            "completions_per_prompt": ks[0], "prompts": len({r["prompt"] for r in pairs}),
+            "demonstrations": sum(1 for r in rows if r.get("demonstration")),
+            "mean_seconds": summary["mean_seconds"], "labels_file": str(f.resolve()),
+            "mean_gold": float(sum(sum(g) for g in gold) / sum(len(g) for g in gold)),
+        }
+
+    ctx = getattr(task, "ctx", None)
+    note = getattr(ctx, "note", None)
+    result = run_stage(ctx.cache_dir, "feedback_human", config, build, **({"note": note} if note else {}))
+    m = result.meta
+    if ctx is not None:
+        ctx.record.notes.append(
+            f"feedback: {m['pairs']} human pairs from {f} ({m['ties']} ties and {m['both_bad']} both-bad left out), "
+            f"agreement with gold {m['agreement_with_gold']:.3f}, with the simulated annotators "
+            f"{m['agreement_with_simulated']:.3f}, inter-annotator agreement {m['inter_annotator_agreement']:.3f}")
+    return result
