@@ -138,3 +138,35 @@ def test_label_page_in_chromium_then_dpo_trains_on_the_labels(tmp_path, stage_ca
     assert read_record(tmp_path / "dpo").status == "ok"
     note = next(n for n in record.notes if "human pairs" in n)
     assert "feedback: 10 human pairs" in note and "0 ties" in note
+
+
+def test_ranking_three_ties_undo_and_a_written_response_by_keyboard(tmp_path):
+    from alignzoo.label.cdp import Chromium
+
+    src, out, log = tmp_path / "three.jsonl", tmp_path / "session", tmp_path / "server.log"
+    rows = [{"prompt": f"prompt {i}", "completions": [f"first {i}", f"second {i}", f"third {i}"]} for i in range(4)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc, url = _start(src, out, log)
+    try:
+        with Chromium(CHROMIUM) as browser:
+            page = browser.open(url)
+            steps = [["3", "1"], ["t"], ["1", "Backspace", "2", "3"], ["e", "TYPE", "Escape", "2", "1"]]
+            for n, keys in enumerate(steps):
+                page.wait_for(f"document.body.dataset.ready === '1' && document.body.dataset.judged === '{n}'")
+                for key in keys:
+                    if key == "TYPE":
+                        page.send("Input.insertText", {"text": "a better one"})
+                    else:
+                        page.press(key)
+            page.wait_for("document.body.dataset.judged === '4'")
+            assert page.evaluate("document.getElementById('done').hidden") is False
+    finally:
+        proc.kill()
+        proc.wait(10)
+    saved = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    assert [(r["judgment"], r["ranking"]) for r in saved] == [("rank", [2, 0, 1]), ("tie", []), ("rank", [1, 2, 0]),
+                                                                ("rank", [1, 0, 2])]
+    assert (saved[1]["chosen"], saved[1]["rejected"]) == ("", "")
+    assert (saved[0]["chosen"], saved[0]["rejected"]) == ("third 0", "second 0")
+    # "e" opened the box with nothing ranked yet; the typed text is saved as the demonstration
+    assert saved[3]["demonstration"] == "a better one" and saved[0]["demonstration"] == ""
