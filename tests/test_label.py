@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from alignzoo.errors import DataError
-from alignzoo.label.agreement import bradley_terry, compare, gold_reference, inter_annotator, simulated_reference, summarize
+from alignzoo.label.agreement import (bradley_terry, compare, gold_reference, inter_annotator, simulated_reference,
+                                      summarize)
 from alignzoo.label.items import items_from_file
 from alignzoo.label.store import LabelSession, read_labels, validate_judgment
 from alignzoo.stages.feedback import Annotator
@@ -61,7 +62,8 @@ def test_a_corrupt_line_before_the_last_is_an_error_naming_the_line(tmp_path):
 
 def test_a_session_folder_refuses_other_comparisons(tmp_path):
     _session(tmp_path)
-    items, source = items_from_file(_source(tmp_path / "other.jsonl", [{"prompt": "x", "chosen": "a", "rejected": "b"}]))
+    other = _source(tmp_path / "other.jsonl", [{"prompt": "x", "chosen": "a", "rejected": "b"}])
+    items, source = items_from_file(other)
     with pytest.raises(DataError, match="already holds a labeling session with other comparisons"):
         LabelSession.open(tmp_path / "s", items, source)
 

@@ -30,7 +30,8 @@ HTML_TEXTS = set(BAD[1:3])
 
 
 def _write_source(path: Path) -> list[dict]:
-    rows = [{"prompt": f"review {i}: the film was", "chosen": g, "rejected": b} for i, (g, b) in enumerate(zip(GOOD, BAD))]
+    rows = [{"prompt": f"review {i}: the film was", "chosen": g, "rejected": b}
+            for i, (g, b) in enumerate(zip(GOOD, BAD))]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
@@ -150,11 +151,13 @@ def test_ranking_three_ties_undo_and_a_written_response_by_keyboard(tmp_path):
     try:
         with Chromium(CHROMIUM) as browser:
             page = browser.open(url)
-            steps = [["3", "1"], ["t"], ["1", "Backspace", "2", "3"], ["e", "TYPE", "Escape", "2", "1"]]
+            steps = [["RATE", "3", "1"], ["t"], ["1", "Backspace", "2", "3"], ["e", "TYPE", "Escape", "2", "1"]]
             for n, keys in enumerate(steps):
                 page.wait_for(f"document.body.dataset.ready === '1' && document.body.dataset.judged === '{n}'")
                 for key in keys:
-                    if key == "TYPE":
+                    if key == "RATE":  # the optional 1-5 rating of the third completion
+                        page.evaluate("document.querySelectorAll('.completion .rating')[2].value = '4'")
+                    elif key == "TYPE":
                         page.send("Input.insertText", {"text": "a better one"})
                     else:
                         page.press(key)
@@ -168,5 +171,6 @@ def test_ranking_three_ties_undo_and_a_written_response_by_keyboard(tmp_path):
                                                                 ("rank", [1, 0, 2])]
     assert (saved[1]["chosen"], saved[1]["rejected"]) == ("", "")
     assert (saved[0]["chosen"], saved[0]["rejected"]) == ("third 0", "second 0")
+    assert saved[0]["ratings"] == [0, 0, 4] and saved[2]["ratings"] == [0, 0, 0]
     # "e" opened the box with nothing ranked yet; the typed text is saved as the demonstration
     assert saved[3]["demonstration"] == "a better one" and saved[0]["demonstration"] == ""

@@ -112,7 +112,8 @@ def summarize(judgments: list[dict[str, Any]], references: Optional[dict[str, Re
     def counts(rs: list[dict[str, Any]]) -> dict[str, Any]:
         secs = [float(r.get("seconds") or 0.0) for r in rs]
         return {"judgments": len(rs), "pairs": sum(is_pair(r) for r in rs),
-                "ties": sum(r["judgment"] == "tie" for r in rs), "both_bad": sum(r["judgment"] == "both_bad" for r in rs),
+                "ties": sum(r["judgment"] == "tie" for r in rs),
+                "both_bad": sum(r["judgment"] == "both_bad" for r in rs),
                 "mean_seconds": sum(secs) / len(secs) if secs else NAN, "vs": compare(rs, refs)}
 
     inter = inter_annotator(rows)

@@ -111,6 +111,9 @@ def main(args: list[str]) -> int:
     if not ANNOTATOR.match(ns.annotator):
         raise AlignzooError(f"--annotator must be 1-64 letters, digits or _.@- (got {ns.annotator!r})")
     logging.basicConfig(level=logging.INFO, format="alignzoo: %(message)s", stream=sys.stderr)
+    import datasets
+
+    datasets.disable_progress_bars()  # per-file bars of a --from file drown the command's own lines
     if ns.report:
         print(report(ns.out, ns.overrides))
         return 0

@@ -21,6 +21,7 @@ import socket
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
+from urllib.parse import urlencode
 
 from alignzoo.errors import AlignzooError
 from alignzoo.label.agreement import inter_annotator
@@ -126,32 +127,32 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
         return JSONResponse({"saved": {"item": item["id"], "judgment": fields["judgment"]},
                              **state_of(session, name)})
 
+    def secured(response: Response) -> Response:
+        for k, v in HEADERS.items():
+            response.headers[k] = v
+        return response
+
     class Guard(BaseHTTPMiddleware):
         """Host check (loopback binding), access token, and security headers on every response."""
 
         async def dispatch(self, request: Request, call_next: Callable) -> Response:
             if loopback_only and (request.url.hostname or "") not in LOOPBACK_NAMES:
-                return PlainTextResponse("this labeling server only answers requests to localhost", status_code=403)
+                return secured(PlainTextResponse("this labeling server only answers requests to localhost",
+                                                 status_code=403))
             if access_token:
                 given = (request.cookies.get(COOKIE) or request.query_params.get("token")
                          or request.headers.get("authorization", "").removeprefix("Bearer ").strip())
                 if not given or not secrets.compare_digest(given.encode(), access_token.encode()):
-                    response: Response = PlainTextResponse(
+                    return secured(PlainTextResponse(
                         "access token required: open the URL printed by `alignzoo label` (it ends in ?token=...)",
-                        status_code=401)
-                    for k, v in HEADERS.items():
-                        response.headers[k] = v
-                    return response
+                        status_code=401))
                 if request.query_params.get("token") and request.method == "GET" and request.url.path == "/":
                     # move the token from the URL into a cookie, so it does not stay in the address bar / history
-                    query = "&".join(f"{k}={v}" for k, v in request.query_params.items() if k != "token")
-                    response = RedirectResponse("/" + (f"?{query}" if query else ""), status_code=303)
+                    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
+                    response: Response = RedirectResponse("/" + (f"?{query}" if query else ""), status_code=303)
                     response.set_cookie(COOKIE, access_token, httponly=True, samesite="strict")
-                    return response
-            response = await call_next(request)
-            for k, v in HEADERS.items():
-                response.headers[k] = v
-            return response
+                    return secured(response)
+            return secured(await call_next(request))
 
     routes = [Route("/", index), Route("/api/state", state), Route("/api/judge", judge, methods=["POST"]),
               Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static")]

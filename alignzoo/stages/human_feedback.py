@@ -106,13 +106,11 @@ def human_feedback(task: Any, policy: Any, path: str | Path) -> StageResult:
             "mean_gold": float(sum(sum(g) for g in gold) / sum(len(g) for g in gold)),
         }
 
-    ctx = getattr(task, "ctx", None)
-    note = getattr(ctx, "note", None)
-    result = run_stage(ctx.cache_dir, "feedback_human", config, build, **({"note": note} if note else {}))
+    ctx = task.ctx
+    result = run_stage(ctx.cache_dir, "feedback_human", config, build, note=ctx.note)
     m = result.meta
-    if ctx is not None:
-        ctx.record.notes.append(
-            f"feedback: {m['pairs']} human pairs from {f} ({m['ties']} ties and {m['both_bad']} both-bad left out), "
-            f"agreement with gold {m['agreement_with_gold']:.3f}, with the simulated annotators "
-            f"{m['agreement_with_simulated']:.3f}, inter-annotator agreement {m['inter_annotator_agreement']:.3f}")
+    ctx.record.notes.append(
+        f"feedback: {m['pairs']} human pairs from {f} ({m['ties']} ties and {m['both_bad']} both-bad left out), "
+        f"agreement with gold {m['agreement_with_gold']:.3f}, with the simulated annotators "
+        f"{m['agreement_with_simulated']:.3f}, inter-annotator agreement {m['inter_annotator_agreement']:.3f}")
     return result
