@@ -251,6 +251,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def setup(*, device: str = "auto", precision: str = "auto") -> Engine:
     """The engine for one job: joins the process group (under a launcher), picks the device and precision."""
     global _CURRENT
+    for var, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(var, "false").lower() == "true":
+            raise AlignzooError(
+                f"accelerate was launched with {name}, which alignzoo does not support yet: it trains data-parallel "
+                "(every rank holds the whole model; gradients are averaged). Launch with conf/accelerate/ddp.yaml, "
+                "and save memory with LoRA (model.lora.r=8) or bf16 (run.precision=bf16)")
     init_process_group(device)
     world = launched_world_size()
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
