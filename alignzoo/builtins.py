@@ -27,6 +27,11 @@ def alignzoo_register_algos(register):
              description="best of 16 reference samples")
     register("ilql", ilql.train, ilql.ILQLConfig, description="ILQL: offline Q-learning, decoding with beta (Q - V)")
 
+    from alignzoo.algos import rlaif
+
+    register("rlaif", rlaif.train, rlaif.RLAIFConfig,
+             description="RLAIF: a constitutional critic labels the feedback, then DPO or reward model + PPO")
+
 
 @hookimpl
 def alignzoo_register_tasks(register):
@@ -56,6 +61,11 @@ def alignzoo_register_rewards(register):
     register("harmless", rule.HarmlessReward, rule.HarmlessConfig, description="1 - P(offensive) (alt-profanity-check)")
     register("weighted", rule.WeightedReward, rule.WeightedRewardConfig, description="weighted sum of named rewards")
 
+    from alignzoo.critics import rule as critic_rules
+
+    register("fluency", critic_rules.FluencyReward, critic_rules.FluencyConfig,
+             description="1 - repeated-word share - missing-EOS penalty (the rule critic's fluency principle)")
+
     from alignzoo.rewards import learned
 
     register("learned", learned.build_learned, learned.LearnedRewardConfig,
@@ -66,7 +76,12 @@ def alignzoo_register_rewards(register):
 
 @hookimpl
 def alignzoo_register_critics(register):
-    pass  # constitutional critics arrive with the RLAIF work
+    from alignzoo.critics import lm_judge, rule
+
+    register("rule", rule.build_rule_critic, rule.RuleCriticConfig,
+             description="principles mapped to rule-based scorers (Bradley-Terry on scores)")
+    register("lm_judge", lm_judge.build_lm_judge, lm_judge.LMJudgeConfig,
+             description="a causal LM judge: log-probs of (A) vs (B), both orders (default: SmolLM2-135M)")
 
 
 @hookimpl
@@ -84,6 +99,11 @@ def alignzoo_register_evaluators(register):
     register("length", basic.LengthEvaluator, basic.LengthConfig)
     register("distinct", basic.DistinctEvaluator, basic.DistinctConfig)
     register("reward", basic.RewardEvaluator, basic.RewardEvalConfig)
+
+    from alignzoo.evaluators import judge
+
+    register("judge_win_rate", judge.JudgeWinRateEvaluator, judge.JudgeWinRateConfig,
+             description="win rate against the reference under a critic and constitution (both orders judged)")
 
 
 @hookimpl

@@ -1,0 +1,133 @@
+"""The AI ``feedback`` stage (``labeler=critic``, RLAIF): a constitutional critic labels the comparisons in place
+of the simulated human annotators.
+
+For each feedback prompt the SFT policy samples K completions, as in the simulated stage; the critic judges
+every pair within the group in both orders against its constitution (``alignzoo.critics.base``), the group is
+ranked by summed preference, and (best, worst) become ``chosen`` / ``rejected`` with the soft label
+``chosen_prob`` = p(chosen > rejected) in [1/2, 1] (``rejected_prob`` = 1 - chosen_prob). The columns are those
+of the simulated stage (so DPO, reward models and evaluators read it unchanged), the gold scores are kept to
+measure the AI labels' agreement with the gold order, and the stage is cached by SFT policy, prompts, sampling,
+critic and constitution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from alignzoo.stages.cache import StageResult
+
+COLUMNS = ("prompt", "chosen", "rejected", "chosen_gold", "rejected_gold", "chosen_ended", "rejected_ended",
+           "annotator", "completions", "gold", "ended", "ranking", "chosen_prob", "rejected_prob")
+
+
+def sample_groups(policy: Any, prompts: list[str], *, k: int, max_new_tokens: int, seed: int, batch_size: int = 256,
+                  progress: Callable[[int], None] | None = None) -> tuple[list[str], list[bool]]:
+    """K completions per prompt (prompt-major order) and whether each ended with EOS."""
+    import torch
+
+    from alignzoo import rollout as ro
+
+    repeated = [p for p in prompts for _ in range(k)]
+    texts, ended = [], []
+    gen = torch.Generator(device=policy.device).manual_seed(seed)
+    encoded = [ids[-max(1, policy.max_length - max_new_tokens):] for ids in policy.encode_prompts(repeated)]
+    for i in range(0, len(encoded), batch_size):
+        r = ro.generate(policy.model, encoded[i:i + batch_size], eos_id=policy.eos_id, pad_id=policy.pad_id,
+                        max_new_tokens=max_new_tokens, generator=gen)
+        texts += r.texts(policy.tokenizer)
+        ended += r.ended.tolist()
+        if progress is not None:
+            progress(len(texts))
+    return texts, ended
+
+
+def agreement(chosen_gold: np.ndarray, rejected_gold: np.ndarray, chosen_prob: np.ndarray | None = None
+              ) -> dict[str, float]:
+    """Agreement of the labels with the gold order over pairs whose gold scores differ: the share where the chosen
+    completion has the higher gold (hard), and the mean probability the soft label puts on the gold-better one."""
+    c, r = np.asarray(chosen_gold, float), np.asarray(rejected_gold, float)
+    decided = c != r
+    out = {"agreement_with_gold": float(np.mean(c[decided] > r[decided])) if decided.any() else float("nan"),
+           "gold_tie_share": float(1 - decided.mean()) if len(c) else float("nan")}
+    if chosen_prob is not None:
+        p = np.asarray(chosen_prob, float)[decided]
+        out["soft_agreement_with_gold"] = float(np.mean(np.where(c[decided] > r[decided], p, 1 - p))) \
+            if decided.any() else float("nan")
+    return out
+
+
+def label_with_critic(out_dir: Path, critic: Any, prompts: list[str], texts: list[str], ended: list[bool],
+                      gold: list[float], *, k: int, seed: int) -> dict[str, Any]:
+    """Rank each group of K with the critic, save the dataset into ``out_dir/data``; returns stage metadata."""
+    import datasets
+
+    from alignzoo.critics.base import rank_groups
+
+    groups = [slice(i * k, (i + 1) * k) for i in range(len(prompts))]
+    rankings, matrices, judged = rank_groups(critic, prompts, [texts[s] for s in groups], [ended[s] for s in groups],
+                                             rng=np.random.default_rng(seed))
+    rows: dict[str, list] = {c: [] for c in COLUMNS}
+    for prompt, s, order, m in zip(prompts, groups, rankings, matrices):
+        comps, g, e = texts[s], gold[s], ended[s]
+        b, w = order[0], order[-1]
+        p = float(m[b, w])
+        for key, value in (("prompt", prompt), ("chosen", comps[b]), ("rejected", comps[w]), ("chosen_gold", g[b]),
+                           ("rejected_gold", g[w]), ("chosen_ended", e[b]), ("rejected_ended", e[w]),
+                           ("annotator", critic.name), ("completions", comps), ("gold", g), ("ended", e),
+                           ("ranking", order), ("chosen_prob", p), ("rejected_prob", 1.0 - p)):
+            rows[key].append(value)
+    datasets.Dataset.from_dict(rows).save_to_disk(str(out_dir / "data"))
+    probs = np.asarray(rows["chosen_prob"])
+    stats = agreement(np.asarray(rows["chosen_gold"]), np.asarray(rows["rejected_gold"]), probs)
+    stats.update({
+        "pairs": len(prompts), "prompts": len(prompts), "completions_per_prompt": k, "critic": critic.name,
+        "constitution": critic.constitution.name, "principles": [p.name for p in critic.constitution.principles],
+        "principle_mode": critic.principle_mode, "comparisons_judged": int(len(judged.p)),
+        "mean_label_confidence": float(np.mean(probs)) if len(probs) else float("nan"),
+        "undecided_share": float(np.mean(probs == 0.5)) if len(probs) else float("nan"),
+        "position_bias": judged.position_bias, "mean_gold": float(np.mean(gold)),
+        "eos_share": float(np.mean(ended)), "mean_words": float(np.mean([len(t.split()) for t in texts])),
+    })
+    return stats
+
+
+def critic_feedback(task: Any, policy: Any) -> StageResult:
+    """The sentiment task's feedback stage labelled by the run's critic (``labeler=critic``), cached."""
+    from alignzoo.critics import build_critic
+    from alignzoo.critics.base import critic_description
+    from alignzoo.errors import AlignzooError
+
+    ctx, c = task.ctx, task.cfg
+    if task._sft is None:
+        raise AlignzooError("task=sentiment: feedback needs the SFT stage; call prepare() first")
+    critic = build_critic(ctx)
+    config = {"sft": task._sft.key, "policy": policy.info.get("sl_cai_stage"), **task._corpus_key, "prompts": c.feedback_prompts, "k": c.completions_per_prompt,
+              "max_new_tokens": c.max_new_tokens, "missing_eos_penalty": c.missing_eos_penalty, "seed": c.stage_seed,
+              "labeler": critic_description(critic)}
+
+    def build(out: Path) -> dict[str, Any]:
+        prompts = task.prompts["feedback"]
+        total = len(prompts) * c.completions_per_prompt
+        with ctx.progress(total=total, desc="feedback: sampling") as bar:
+            texts, ended = sample_groups(policy, prompts, k=c.completions_per_prompt, max_new_tokens=c.max_new_tokens,
+                                         seed=c.stage_seed, progress=lambda n: bar.update(n - bar.n))
+        gold = task.gold.score([], texts, ended).tolist()
+        with ctx.progress(total=1, desc=f"feedback: critic {critic.name}") as bar:
+            meta = label_with_critic(out, critic, prompts, texts, ended, gold, k=c.completions_per_prompt,
+                                     seed=c.stage_seed)
+            bar.update(1)
+        return meta
+
+    result = task._stage("feedback_ai", config, build)
+    m = result.meta
+    ctx.extra_metrics.update({"feedback/agreement_with_gold": m["agreement_with_gold"],
+                              "feedback/soft_agreement_with_gold": m["soft_agreement_with_gold"],
+                              "feedback/label_confidence": m["mean_label_confidence"],
+                              "feedback/position_bias": m["position_bias"]})
+    ctx.note(f"feedback: {m['pairs']} pairs labelled by critic {m['critic']} (constitution {m['constitution']}: "
+             f"{', '.join(m['principles'])}); AI labels' agreement with the gold order {m['agreement_with_gold']:.3f} "
+             f"(soft {m['soft_agreement_with_gold']:.3f}), position bias {m['position_bias']:.3f}")
+    return result
