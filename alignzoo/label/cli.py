@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
                    "$ALIGNZOO_LABEL_TOKEN)")
     p.add_argument("-k", "--completions", type=int, default=None, metavar="K",
                    help="completions per prompt when sampling (default: the task's completions_per_prompt, else 2)")
-    p.add_argument("--limit", type=int, default=100, help="number of prompts to label (default 100)")
+    p.add_argument("--limit", type=int, default=None, help="number of comparisons to label (default: 100 sampled "
+                   "prompts; every row of a --from file)")
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: the config's seed)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
     p.add_argument("--report", action="store_true", help="print the agreement tables of the labels in --out and exit")
@@ -76,6 +77,8 @@ def open_session(ns: argparse.Namespace) -> Any:
     from alignzoo.label.store import ITEMS, SESSION, LabelSession
 
     folder = Path(ns.out).expanduser()
+    if ns.limit is not None and ns.limit < 1:
+        raise AlignzooError(f"--limit must be >= 1 (got {ns.limit})")
     if ns.source:
         items, source = items_from_file(ns.source, limit=ns.limit, seed=ns.seed or 0)
         return LabelSession.open(folder, items, source)
@@ -86,8 +89,6 @@ def open_session(ns: argparse.Namespace) -> Any:
             raise AlignzooError(f"{folder} holds a session sampled with overrides {config!r}, not "
                                 f"{' '.join(ns.overrides)!r}; resume it without overrides or use another --out")
         return LabelSession.open(folder)
-    if ns.limit < 1:
-        raise AlignzooError(f"--limit must be >= 1 (got {ns.limit})")
     if ns.completions is not None and ns.completions < 2:
         raise AlignzooError(f"-k must be >= 2 (got {ns.completions})")
     from alignzoo import plugins
@@ -98,7 +99,8 @@ def open_session(ns: argparse.Namespace) -> Any:
         raise AlignzooError("; ".join(problems))
     print(f"alignzoo label: sampling completions from the configured policy ({' '.join(ns.overrides) or 'defaults'})",
           file=sys.stderr)
-    items, source = items_from_policy(ns.overrides, k=ns.completions, limit=ns.limit, seed=ns.seed, out=folder)
+    items, source = items_from_policy(ns.overrides, k=ns.completions, limit=ns.limit or 100, seed=ns.seed,
+                                      out=folder)
     return LabelSession.open(folder, items, source)
 
 
