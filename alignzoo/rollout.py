@@ -107,12 +107,14 @@ def filter_logits(logits: Tensor, *, top_k: int = 0, top_p: float = 1.0) -> Tens
 def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, max_new_tokens: int,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
              generator: Optional[torch.Generator] = None,
-             adjust_logits: Optional[Callable[[Tensor, Any], Tensor]] = None) -> Rollout:
+             adjust_logits: Optional[Callable[[Tensor, Any], Tensor]] = None, shard: Any = None) -> Rollout:
     """Sample completions for token-id prompts. ``temperature=0`` is greedy.
 
     ``adjust_logits(logits, hidden)`` may perturb the next-token logits ``[B, V]`` before temperature and
     filtering, given the last layer's hidden state ``[B, d]`` of the position being decoded (ILQL's
     advantage-weighted decoding uses it). The returned log-probs are those of the adjusted distribution.
+    ``shard`` (a ``distributed.RowShard``): the prompts are this rank's rows of a global batch; it samples them
+    exactly as one process sampling the whole batch would, and stops when every rank's rows have ended.
     """
     device = next(model.parameters()).device
     ids, mask = left_pad(prompts, pad_id, device)
@@ -132,7 +134,10 @@ def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, 
         if temperature > 0:
             filtered = filter_logits(scaled, top_k=top_k, top_p=top_p)
             probs = torch.softmax(filtered, dim=-1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            if shard is not None:
+                nxt = shard.sample(probs, generator)
+            else:
+                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         else:
             nxt = scaled.argmax(-1)
         lp = token_logprobs(scaled, nxt)
@@ -142,7 +147,7 @@ def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, 
         masks.append(live.long())
         logps.append(torch.where(live, lp, torch.zeros_like(lp)))
         done = done | (nxt == eos_id)
-        if bool(done.all()):
+        if shard.all_done(done) if shard is not None else bool(done.all()):
             break
         mask = torch.cat([mask, live.long().unsqueeze(-1)], dim=1)
         pos = pos + 1

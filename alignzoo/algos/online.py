@@ -7,6 +7,9 @@
    first PPO ratio is exactly 1) and the frozen reference; values from the value head.
 4. Per-token reward: -beta * KL_t everywhere plus the score on the last completion token (EOS when it ended).
 5. GAE advantages and returns; advantages whitened over the batch's valid tokens.
+
+Under a distributed launcher each rank collects its shard of the global prompt batch (sampling exactly the tokens
+one process would: ``distributed.RowShard``); whitening and the logged metrics use the whole batch's statistics.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from alignzoo import distributed
 from alignzoo import rollout as ro
 from alignzoo.errors import AlignzooError
 from alignzoo.ops import gae, kl_penalty, masked_mean, masked_whiten, token_logprobs
@@ -84,12 +88,15 @@ def reward_for(ctx: Any) -> Any:
 @torch.no_grad()
 def collect(ctx: Any, cfg: Any, prompts: list[str], value_head: nn.Module, reward: Any, beta: float,
             generator: torch.Generator, value_model: Any = None) -> Experience:
-    """Steps 1-5 of the module docstring for one batch of prompts."""
+    """Steps 1-5 of the module docstring for one batch of prompts (this rank's shard of it, under a launcher)."""
     policy, reference = ctx.policy, ctx.reference
+    engine = distributed.current()
+    shard = engine.row_shard(len(prompts))
+    prompts = engine.shard(prompts)
     encoded = [ids[-max(1, policy.max_length - cfg.max_new_tokens):] for ids in policy.encode_prompts(prompts)]
     policy.model.eval()
     r = ro.generate(policy.model, encoded, eos_id=policy.eos_id, pad_id=policy.pad_id,
-                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, generator=generator)
+                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, generator=generator, shard=shard)
     texts = r.texts(policy.tokenizer)
     scores = reward.score(prompts, texts, r.ended).to(r.completion_ids.device).float()
     scores = scores - cfg.missing_eos_penalty * (~r.ended).float()
@@ -101,7 +108,9 @@ def collect(ctx: Any, cfg: Any, prompts: list[str], value_head: nn.Module, rewar
     last = (mask.sum(-1) - 1).clamp(min=0)
     rewards[torch.arange(len(last)), last] += scores
     advantages, returns = gae(rewards, values, mask, gamma=cfg.gamma, lam=cfg.lam)
-    if cfg.whiten_advantages:
+    if cfg.whiten_advantages and shard is not None:  # over the global batch, then this rank's rows
+        advantages = masked_whiten(engine.gather_rows(advantages), engine.gather_rows(mask))[shard.rows]
+    elif cfg.whiten_advantages:
         advantages = masked_whiten(advantages, mask)
     seq_kl = ((logprobs - ref_logprobs) * mask).sum(-1)
     ctx.add_tokens(int(r.attention_mask.sum()) * 3)
@@ -109,12 +118,15 @@ def collect(ctx: Any, cfg: Any, prompts: list[str], value_head: nn.Module, rewar
 
 
 def rollout_metrics(exp: Experience, beta: float) -> dict[str, float]:
-    m = exp.mask
+    """Means over the batch (the global batch: every rank's rows, under a launcher)."""
+    g = distributed.current().gather_rows
+    m = g(exp.mask)
     return {
-        "reward": float(exp.scores.mean()), "kl": float(exp.kl.mean()), "beta": beta,
-        "advantages/mean": float(masked_mean(exp.advantages, m)), "returns/mean": float(masked_mean(exp.returns, m)),
-        "values/mean": float(masked_mean(exp.values, m)), "length": float(m.sum(-1).float().mean()),
-        "eos_share": float(exp.rollout.ended.float().mean()),
+        "reward": float(g(exp.scores).mean()), "kl": float(g(exp.kl).mean()), "beta": beta,
+        "advantages/mean": float(masked_mean(g(exp.advantages), m)),
+        "returns/mean": float(masked_mean(g(exp.returns), m)),
+        "values/mean": float(masked_mean(g(exp.values), m)), "length": float(m.sum(-1).float().mean()),
+        "eos_share": float(g(exp.rollout.ended.float()).mean()),
     }
 
 

@@ -46,7 +46,12 @@ class Policy:
         return int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 2048))
 
     def frozen_copy(self, name: str = "reference") -> "Policy":
-        """A deep copy in eval mode with gradients off: the reference policy."""
+        """A deep copy in eval mode with gradients off: the reference policy. A policy with LoRA adapters gives its
+        own model with the adapters off instead (one copy of the base weights)."""
+        from alignzoo.models.lora import has_adapters, reference_of
+
+        if has_adapters(self.model):
+            return reference_of(self, name)
         model = copy.deepcopy(self.model).eval()
         for p in model.parameters():
             p.requires_grad_(False)

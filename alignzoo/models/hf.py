@@ -6,12 +6,13 @@ EOS when it has none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from alignzoo.errors import AlignzooError
 from alignzoo.models.base import Policy, ensure_pad_token, resize_for_tokenizer
+from alignzoo.models.lora import LoraConfig
 
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "auto": "auto"}
 
@@ -22,6 +23,7 @@ class HFModelConfig:
     path: str = "???"  # a local model directory, or a Hub name (needs network)
     dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
     trust_remote_code: bool = False  # run code shipped with the model (only for models you trust)
+    lora: LoraConfig = field(default_factory=LoraConfig)  # LoRA adapters for training (model.lora.r=8); r=0: off
 
     def problems(self) -> list[str]:
         out = []
@@ -33,7 +35,7 @@ class HFModelConfig:
             out.append(f"path {self.path!r} is not a directory; give a saved model directory or a Hub name")
         elif local and not (path / "config.json").exists():
             out.append(f"path {self.path!r} has no config.json: it is not a Hugging Face model directory")
-        return out
+        return out + [f"lora.{p}" for p in self.lora.problems()]
 
 
 def build_hf(cfg: HFModelConfig, ctx: Any) -> Policy:

@@ -5,12 +5,13 @@ Used by tests and by the embedded task, whose pipeline stages pretrain it; about
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from omegaconf import II
 
 from alignzoo.models.base import Policy, ensure_pad_token, resize_for_tokenizer
+from alignzoo.models.lora import LoraConfig
 
 
 @dataclass
@@ -23,6 +24,7 @@ class TinyModelConfig:
     vocab_size: int = II("budget.vocab_size")  # size of the BPE vocabulary trained on the task's text
     dropout: float = 0.0  # off by default: dropout breaks the DPO log-2 invariant and PPO's ratio = 1
     tokenizer: Optional[str] = None  # a tokenizer directory; None: the task's tokenizer or one trained on its text
+    lora: LoraConfig = field(default_factory=LoraConfig)  # LoRA adapters for training (model.lora.r=8); r=0: off
 
     def problems(self) -> list[str]:
         out = []
@@ -33,7 +35,7 @@ class TinyModelConfig:
                 out.append(f"{key} must be >= 1 (got {getattr(self, key)})")
         if not 0.0 <= self.dropout < 1.0:
             out.append(f"dropout must be in [0, 1) (got {self.dropout})")
-        return out
+        return out + [f"lora.{p}" for p in self.lora.problems()]
 
 
 def build_tokenizer(cfg: TinyModelConfig, task: Any):
