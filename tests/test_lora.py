@@ -105,3 +105,20 @@ def test_bad_lora_settings_are_reported_with_their_keys():
     _, problems = validate(cfg, plugins.load().registries)
     assert any(p.startswith("model.lora.r must be >= 0 (got -2)") for p in problems), problems
     assert any(p.startswith("model.lora.dropout must be in [0, 1)") for p in problems), problems
+
+
+def test_adapters_start_from_the_seed_alone_and_bad_targets_name_the_key(tiny_policy):
+    import copy
+
+    from alignzoo.errors import AlignzooError
+    from alignzoo.models.lora import LoraConfig, add_adapters
+
+    a, b = copy.deepcopy(tiny_policy), copy.deepcopy(tiny_policy)
+    torch.manual_seed(1)
+    add_adapters(a, LoraConfig(r=2), seed=5)
+    torch.rand(100)  # a different global RNG state (e.g. stages built in this process, or reused)
+    add_adapters(b, LoraConfig(r=2), seed=5)
+    lora_a = {n: p for n, p in a.model.named_parameters() if "lora_A" in n}
+    assert lora_a and all(torch.equal(p, dict(b.model.named_parameters())[n]) for n, p in lora_a.items())
+    with pytest.raises(AlignzooError, match=r"model.lora.target_modules=\['nope'\]"):
+        add_adapters(copy.deepcopy(tiny_policy), LoraConfig(r=2, target_modules=["nope"]))

@@ -53,9 +53,10 @@ def has_adapters(model: Any) -> bool:
     return any(hasattr(m, "lora_A") for m in model.modules())
 
 
-def add_adapters(policy: Any, cfg: LoraConfig) -> Any:
+def add_adapters(policy: Any, cfg: LoraConfig, *, seed: int = 0) -> Any:
     """Inject LoRA adapters into ``policy.model`` in place (base weights frozen) and return the reference policy:
-    the same model with its adapters off."""
+    the same model with its adapters off. A is initialised from ``seed`` alone (not from the global RNG, whose state
+    depends on whether pipeline stages were built or reused)."""
     try:
         from peft import LoraConfig as PeftLoraConfig
         from peft import inject_adapter_in_model
@@ -66,16 +67,19 @@ def add_adapters(policy: Any, cfg: LoraConfig) -> Any:
     model = policy.model
     kwargs = dict(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, bias="none")
     targets = list(cfg.target_modules) if cfg.target_modules else None
-    try:
-        with warnings.catch_warnings():  # GPT-2's Conv1D layers: PEFT sets fan_in_fan_out itself, and says so
-            warnings.filterwarnings("ignore", message="fan_in_fan_out")
-            inject_adapter_in_model(PeftLoraConfig(target_modules=targets, **kwargs), model)
-    except ValueError as exc:
-        if targets is not None:
-            raise AlignzooError(f"model.lora.target_modules={targets}: {str(exc).splitlines()[0]}; give module names "
-                                "the model has (e.g. its attention and MLP projections)") from None
-        # PEFT knows no default targets for this architecture: every linear layer but the output head
-        inject_adapter_in_model(PeftLoraConfig(target_modules="all-linear", **kwargs), model)
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        try:
+            with warnings.catch_warnings():  # GPT-2's Conv1D layers: PEFT sets fan_in_fan_out itself, and says so
+                warnings.filterwarnings("ignore", message="fan_in_fan_out")
+                inject_adapter_in_model(PeftLoraConfig(target_modules=targets, **kwargs), model)
+        except ValueError as exc:
+            if targets is not None:
+                raise AlignzooError(f"model.lora.target_modules={targets}: {str(exc).splitlines()[0]}; give module "
+                                    "names the model has (e.g. its attention and MLP projections)") from None
+            # PEFT knows no default targets for this architecture: every linear layer but the output head
+            inject_adapter_in_model(PeftLoraConfig(target_modules="all-linear", **kwargs), model)
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)
     policy.info["lora"] = {"r": cfg.r, "alpha": cfg.alpha, "trainable": trainable_parameters(model)}
