@@ -292,7 +292,8 @@ def hydra_overrides(args: list[str]) -> list[str]:
     if any(a in ("-m", "--multirun") or a.startswith("hydra.mode=") for a in args):
         raise AlignzooError("a sweep (-m) cannot run under a distributed launcher: launch one job per "
                             "`accelerate launch`, or sweep with a Hydra launcher (launcher=slurm) around them")
-    return ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
+    logging = [] if any(a.startswith("hydra/job_logging=") for a in args) else ["hydra/job_logging=stdout"]
+    return ["hydra.output_subdir=null", *logging]
 
 
 def shared_job_dir(job_dir: Any) -> Any:

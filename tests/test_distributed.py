@@ -143,3 +143,20 @@ def test_bad_precision_is_reported_with_its_key():
 
     _, problems = validate(compose_config([*TINY_OVERRIDES, "run.precision=fp8"]), plugins.load().registries)
     assert any(p.startswith("run.precision must be one of auto, fp32, bf16, fp16 (got 'fp8')") for p in problems)
+
+
+def test_a_bf16_run_autocasts_its_forwards_and_still_starts_at_log2(tmp_path, preference_dataset):
+    import math
+
+    base = ["task=hf_preferences", f"task.path={preference_dataset}", "algo=dpo", "train.steps=3",
+            "evaluator=[kl]"]
+    bf16 = run_tiny([*base, "run.precision=bf16"], tmp_path / "bf16")
+    fp32 = run_tiny(base, tmp_path / "fp32")
+    assert bf16.status == fp32.status == "ok", (bf16.error, fp32.error)
+    assert "1 process(es), bf16 on cpu" in bf16.notes and not any("process(es)" in n for n in fp32.notes)
+    steps = lambda rec: [h for h in map(json.loads, (Path(rec.job_dir) / "metrics.jsonl").read_text().splitlines())
+                         if "train/loss" in h]  # noqa: E731
+    low, full = steps(bf16), steps(fp32)
+    assert low[0]["train/loss"] == full[0]["train/loss"] == pytest.approx(math.log(2), abs=1e-7)  # policy == ref
+    assert low[0]["train/logps/chosen"] != full[0]["train/logps/chosen"]  # bf16 forwards round differently
+    assert low[-1]["train/loss"] == pytest.approx(full[-1]["train/loss"], abs=0.05)
