@@ -10,14 +10,14 @@ import torch
 from torch import Tensor
 
 
-def token_logprobs(logits: Tensor, labels: Tensor) -> Tensor:
+def token_logprobs(logits: Tensor, labels: Tensor, *, logz: Tensor | None = None) -> Tensor:
     """log p(labels[b, t]) under ``logits[b, t]``: ``[B, T, V] x [B, T] -> [B, T]``.
 
     Gathers the label's logit and subtracts the logsumexp instead of materialising a full log_softmax: the same
-    value with one fewer ``[B, T, V]`` tensor.
+    value with one fewer ``[B, T, V]`` tensor. ``logz``: ``logsumexp(logits, -1)`` when the caller already has it.
     """
     picked = torch.gather(logits, -1, labels.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
+    return picked - (torch.logsumexp(logits, dim=-1) if logz is None else logz)
 
 
 def sequence_logprobs(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:

@@ -71,21 +71,32 @@ def _cache_kwarg(model_cls: type) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+@lru_cache(maxsize=None)
+def _keeps_logits(model_cls: type) -> bool:
+    # transformers causal LMs can run the LM head on the last `logits_to_keep` positions only (wrappers may not)
+    return "logits_to_keep" in inspect.signature(model_cls.forward).parameters
+
+
 def forward(model: Any, input_ids: Tensor, attention_mask: Tensor, *, cache: Any = None, pos: Tensor | None = None,
-            hidden: bool = False):
+            hidden: bool = False, keep: int = 0):
     """One forward with padding-aware position ids -> (logits, cache) or, with ``hidden``, (logits, cache,
-    last hidden states ``[B, T, d]``). ``cache=False`` turns the KV cache off (training forwards)."""
+    last hidden states ``[B, T, d]``). ``cache=False`` turns the KV cache off (training forwards). ``keep > 0``
+    returns the logits of the last ``keep`` positions only, ``[B, keep, V]`` (the LM head and its vocabulary-wide
+    work skip the others where the model supports it: the same values, less compute)."""
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": cache is not False}
     kwargs["position_ids"] = pos if pos is not None else position_ids(attention_mask)
     if cache not in (None, False):
         kwargs[_cache_kwarg(type(model))] = cache
     if hidden:
         kwargs["output_hidden_states"] = True
+    if keep and _keeps_logits(type(model)):
+        kwargs["logits_to_keep"] = keep
     out = model(**kwargs)
     new_cache = None if cache is False else (out["cache"] if "cache" in out else out.get("past_key_values"))
+    logits = out.logits[:, -keep:] if keep and out.logits.size(1) > keep else out.logits
     if hidden:
-        return out.logits, new_cache, out.hidden_states[-1]
-    return out.logits, new_cache
+        return logits, new_cache, out.hidden_states[-1]
+    return logits, new_cache
 
 
 def filter_logits(logits: Tensor, *, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -121,16 +132,16 @@ def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, 
     prompt_mask = mask
     batch = ids.size(0)
     want_hidden = adjust_logits is not None
-    out = forward(model, ids, mask, hidden=want_hidden)
+    out = forward(model, ids, mask, hidden=want_hidden, keep=1)
     logits, cache = out[0][:, -1].float(), out[1]
     state = out[2][:, -1] if want_hidden else None
     pos = position_ids(mask)[:, -1]
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     tokens, masks, logps = [], [], []
-    for _ in range(max_new_tokens):
+    for t in range(max_new_tokens):
         if adjust_logits is not None:
             logits = adjust_logits(logits, state)
-        scaled = logits / temperature if temperature > 0 else logits
+        scaled = logits / temperature if temperature > 0 and temperature != 1.0 else logits
         if temperature > 0:
             filtered = filter_logits(scaled, top_k=top_k, top_p=top_p)
             probs = torch.softmax(filtered, dim=-1)
@@ -147,8 +158,8 @@ def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, 
         masks.append(live.long())
         logps.append(torch.where(live, lp, torch.zeros_like(lp)))
         done = done | (nxt == eos_id)
-        if shard.all_done(done) if shard is not None else bool(done.all()):
-            break
+        if (shard.all_done(done) if shard is not None else bool(done.all())) or t == max_new_tokens - 1:
+            break  # every row ended, or the last token is sampled: no forward for a token never drawn
         mask = torch.cat([mask, live.long().unsqueeze(-1)], dim=1)
         pos = pos + 1
         out = forward(model, nxt.unsqueeze(-1), mask, cache=cache, pos=pos.unsqueeze(-1), hidden=want_hidden)
@@ -169,11 +180,10 @@ def completion_logprobs(model: Any, rollout: Rollout, *, temperature: float = 1.
     """Per-token log-probs of the rollout's completion tokens under ``model`` (one full forward): ``[B, N]``,
     0 on padding. Used for reference log-probs and to rescore under the training graph."""
     ids, mask = rollout.input_ids, rollout.attention_mask
-    logits, _ = forward(model, ids, mask, cache=False)
-    p = rollout.prompt_ids.size(1)
     n = rollout.completion_ids.size(1)
-    logits = logits[:, p - 1:p - 1 + n].float()
-    if temperature > 0:
+    logits, _ = forward(model, ids, mask, cache=False, keep=n + 1)  # the positions that predict completion tokens
+    logits = logits[:, :n].float()
+    if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
     lp = token_logprobs(logits, rollout.completion_ids)
     return torch.where(rollout.completion_mask.bool(), lp, torch.zeros_like(lp))

@@ -62,20 +62,27 @@ class Experience:
 
 
 def policy_forward(model: Any, value_head: nn.Module, r: Any, temperature: float,
-                   value_model: Any = None) -> tuple[Tensor, Tensor, Tensor]:
+                   value_model: Any = None, *, entropy: str = "grad") -> tuple[Tensor, Tensor, Tensor | None]:
     """Log-probs of the completion tokens, values at the positions that predict them, and the entropy per token:
-    each ``[B, N]``. Values come from ``value_model``'s hidden states when given (a separate critic)."""
+    each ``[B, N]``. Values come from ``value_model``'s hidden states when given (a separate critic).
+    ``entropy``: ``grad`` (differentiable), ``metric`` (no gradient: only logged, e.g. when its loss coefficient
+    is 0, so backward skips the vocabulary-wide softmax) or ``none`` (not computed; None)."""
     ids, mask = r.input_ids, r.attention_mask
-    logits, _, hidden = ro.forward(model, ids, mask, cache=False, hidden=True)
     p, n = r.prompt_ids.size(1), r.completion_ids.size(1)
-    logits = logits[:, p - 1:p - 1 + n].float() / max(temperature, 1e-7)
-    logprobs = token_logprobs(logits, r.completion_ids)
-    probs = torch.softmax(logits, -1)
-    entropy = torch.logsumexp(logits, -1) - (probs * logits).sum(-1)
+    logits, _, hidden = ro.forward(model, ids, mask, cache=False, hidden=True, keep=n + 1)
+    logits = logits[:, :n].float()
+    if temperature != 1.0:
+        logits = logits / max(temperature, 1e-7)
+    logz = torch.logsumexp(logits, -1)
+    logprobs = token_logprobs(logits, r.completion_ids, logz=logz)
+    ent = None
+    if entropy != "none":
+        with torch.set_grad_enabled(torch.is_grad_enabled() and entropy == "grad"):
+            ent = logz - (torch.softmax(logits, -1) * logits).sum(-1)
     if value_model is not None:
         _, _, hidden = ro.forward(value_model, ids, mask, cache=False, hidden=True)
     values = value_head(hidden[:, p - 1:p - 1 + n].float())
-    return logprobs, values, entropy
+    return logprobs, values, ent
 
 
 def reward_for(ctx: Any) -> Any:
@@ -101,7 +108,7 @@ def collect(ctx: Any, cfg: Any, prompts: list[str], value_head: nn.Module, rewar
     scores = reward.score(prompts, texts, r.ended).to(r.completion_ids.device).float()
     scores = scores - cfg.missing_eos_penalty * (~r.ended).float()
     mask = r.completion_mask
-    logprobs, values, _ = policy_forward(policy.model, value_head, r, cfg.temperature, value_model)
+    logprobs, values, _ = policy_forward(policy.model, value_head, r, cfg.temperature, value_model, entropy="none")
     ref_logprobs = ro.completion_logprobs(reference.model, r, temperature=cfg.temperature)
     kl_tok = kl_penalty(logprobs, ref_logprobs, estimator=cfg.kl_estimator)
     rewards = -beta * kl_tok * mask
