@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -49,6 +50,23 @@ def check_component_overrides(args: list[str], registries) -> list[str]:
     return problems
 
 
+def check_output_dir(args: list[str]) -> list[str]:
+    """A problem when the job's output directory cannot be created (its nearest existing ancestor is a file or
+    not writable), so the user gets one line instead of Hydra's traceback."""
+    if any(a in ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i") for a in args):
+        return []
+    key = "hydra.sweep.dir" if any(a in ("-m", "--multirun") for a in args) else "hydra.run.dir"
+    given = [a.split("=", 1)[1] for a in args if a.startswith(key + "=")]
+    target = Path(given[-1]) if given and "$" not in given[-1] else Path("outputs")
+    existing = target.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return []
+    why = "is not a directory" if not existing.is_dir() else "is not writable"
+    return [f"cannot create the output directory {target}: {existing} {why}; choose a writable one with {key}=<dir>"]
+
+
 def _report_broken(state) -> None:
     for info in state.broken:
         print(f"alignzoo: warning: plugin {info.name} ({info.version}) is broken and was skipped: {info.error}",
@@ -58,7 +76,7 @@ def _report_broken(state) -> None:
 def cmd_run(args: list[str]) -> int:
     state = plugins.load()
     _report_broken(state)
-    problems = check_component_overrides(args, state.registries)
+    problems = check_component_overrides(args, state.registries) + check_output_dir(args)
     if problems:
         for p in problems:
             print(f"alignzoo: error: {p}", file=sys.stderr)
@@ -95,7 +113,7 @@ def _run_hydra_job(cfg) -> Optional[float]:
     job_dir = Path(hc.runtime.output_dir)
     group = Path(hc.sweep.dir).name if multirun else None
     record = run_job(cfg, job_dir, overrides=list(hc.overrides.task), group=group)
-    where = job_dir / "record.json"
+    where = getattr(record, "written_to", None) or job_dir / "record.json"
     if record.status == "ok":
         gold = record.metrics.get("eval/gold_reward")
         extra = f" eval/gold_reward={gold:.4f}" if gold is not None else ""
@@ -105,7 +123,7 @@ def _run_hydra_job(cfg) -> Optional[float]:
     print(f"alignzoo: error: {err.get('message', 'job failed')}", file=sys.stderr)
     if not err.get("user_error"):
         print(f"alignzoo: this looks like a bug; the traceback is in {where}", file=sys.stderr)
-    else:
+    elif getattr(record, "written_to", "") is not None:
         print(f"alignzoo: the failed record is in {where}", file=sys.stderr)
     if not multirun:
         sys.exit(2 if err.get("user_error") else 1)

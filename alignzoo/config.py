@@ -98,9 +98,16 @@ class RunSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     cache_dir: str = "${oc.env:ALIGNZOO_CACHE,.alignzoo_cache}"  # pipeline-stage cache, shared by runs
     fail_fast: bool = False  # re-raise a failed job's error (stops a sweep) instead of recording it
+    checkpoint_every: int = 0  # save the training state every N optimizer steps and at the last (0: never)
+    checkpoint_keep: int = 1  # complete checkpoints kept in <job dir>/checkpoints (older ones are deleted)
+    resume: bool = True  # continue from the last complete checkpoint in the job directory when there is one
 
     def problems(self) -> list[str]:
         out = [] if self.threads >= 1 else [f"threads must be >= 1 (got {self.threads})"]
+        if self.checkpoint_every < 0:
+            out.append(f"checkpoint_every must be >= 0 (got {self.checkpoint_every}); 0 turns checkpoints off")
+        if self.checkpoint_keep < 1:
+            out.append(f"checkpoint_keep must be >= 1 (got {self.checkpoint_keep})")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             out.append(f"device must be auto, cpu or cuda[:N] (got {self.device!r})")
         return out

@@ -73,8 +73,8 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     return path
 
 
-def write_record(record: RunRecord, job_dir: str | Path) -> Path:
-    return write_json_atomic(Path(job_dir) / RECORD_FILE, record.to_dict())
+def write_record(record: RunRecord, job_dir: str | Path, *, name: str = RECORD_FILE) -> Path:
+    return write_json_atomic(Path(job_dir) / name, record.to_dict())
 
 
 def read_record(path: str | Path) -> RunRecord:

@@ -31,10 +31,10 @@ from typing import Any, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from alignzoo import plugins
+from alignzoo import checkpoint, plugins
 from alignzoo.config import validate
 from alignzoo.errors import AlignzooError, ConfigError
-from alignzoo.record import RunRecord, write_record
+from alignzoo.record import RECORD_FILE, RunRecord, read_record, write_record
 
 log = logging.getLogger("alignzoo")
 
@@ -68,6 +68,7 @@ class RunContext:
     extra_metrics: dict[str, float] = field(default_factory=dict)  # final-only metrics (e.g. reward-model quality)
     _eval_prompts: Optional[list[str]] = None
     _train_metrics: dict[str, float] = field(default_factory=dict)
+    checkpoints: Any = None  # checkpoint.Checkpoints: where this job saves, and the checkpoint it resumes from
 
     @property
     def resolved_config(self) -> dict[str, Any]:
@@ -114,14 +115,22 @@ class RunContext:
         # compose the default config inside this run's config, so ${budget.*} interpolations resolve
         root = OmegaConf.create({k: self.cfg[k] for k in ("budget", "seed", "run")})
         root["component"] = OmegaConf.structured(entry.config)
-        return entry.factory(OmegaConf.to_object(root.component), self)
+        from alignzoo.rewards.checked import checked
+
+        return checked(entry.factory(OmegaConf.to_object(root.component), self), name)
 
     def preference_data(self) -> Any:
         """The task's preference pairs as a ``datasets.Dataset`` (prompt / chosen / rejected text)."""
         if not hasattr(self.task, "preference_data"):
             raise AlignzooError(f"algo={self.cfg.algo.name} needs preference pairs, but task={self.task.name} has "
                                 "none; pick a task with preferences (e.g. task=hf_preferences)")
-        return self.task.preference_data(self.policy)
+        data = self.task.preference_data(self.policy)
+        skipped = getattr(self.task, "skipped_rows", 0)
+        message = (f"task={self.task.name}: skipped {skipped} rows with an empty chosen or rejected response (they "
+                   "carry no preference); clean the dataset to silence this")
+        if skipped and message not in self.record.notes:
+            self.note(message)
+        return data
 
     # -- evaluation -------------------------------------------------------------------------------------------
     def eval_prompts(self) -> list[str]:
@@ -231,6 +240,24 @@ def needs_reward(algo_entry: Any) -> bool:
     return bool(getattr(cls, "ONLINE", False) or getattr(cls, "NEEDS_REWARD", False))
 
 
+def _check_context(ctx: RunContext) -> None:
+    """Lengths that do not fit the model's context (they would fail deep in a forward pass): every one at once."""
+    limit = ctx.policy.max_length
+    algo = ctx.built["algo"]
+    problems = []
+    for key, value in (("eval.max_new_tokens", ctx.eval_cfg.max_new_tokens),
+                       ("algo.max_new_tokens", getattr(algo, "max_new_tokens", None))):
+        if isinstance(value, int) and value >= limit:
+            problems.append(f"{key}={value} leaves no room for a prompt in the model's {limit}-token context; set "
+                            f"it below {limit} (or use a model with a longer context)")
+    max_length = getattr(algo, "max_length", None)
+    if isinstance(max_length, int) and max_length > limit:
+        problems.append(f"algo.max_length={max_length} is longer than the model's {limit}-token context; set it "
+                        f"to at most {limit}, or null for the model's context")
+    if problems:
+        raise ConfigError(problems)
+
+
 def _build_components(ctx: RunContext) -> None:
     regs, c, built = ctx.registries, ctx.cfg, ctx.built
     ctx.task = regs["task"].get(c.task.name).factory(built["task"], ctx)
@@ -238,7 +265,9 @@ def _build_components(ctx: RunContext) -> None:
     ctx.policy = ctx.task.prepare(ctx, initial) if hasattr(ctx.task, "prepare") else initial
     ctx.reference = ctx.policy.frozen_copy("reference")
     if built.get("reward") is not None:
-        ctx.reward = regs["reward"].get(c.reward.name).factory(built["reward"], ctx)
+        from alignzoo.rewards.checked import checked
+
+        ctx.reward = checked(regs["reward"].get(c.reward.name).factory(built["reward"], ctx), c.reward.name)
     elif needs_reward(regs["algo"].get(c.algo.name)) and "learned" in regs["reward"]:
         # online optimizers (and offline ones scored by a reward model) need a reward: by default, a reward model
         # learned from the task's feedback
@@ -283,12 +312,14 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
         ctx = RunContext(cfg=cfg, job_dir=job_dir, seed=int(cfg.seed), device=_device(built["run"].device),
                          train=built["train"], eval_cfg=built["eval"], budget=built["budget"], record=record,
                          registries=state.registries, built=built, group=group)
+        ctx.checkpoints = checkpoint.prepare(ctx)  # a damaged or foreign checkpoint stops the job here
         if is_main_process():
             for key, conf in built["logger"].items():
                 ctx.loggers.append(state.registries["logger"].get(conf.name).factory(conf, ctx))
         _build_components(ctx)
         _seed_everything(cfg.seed, built["run"].threads)  # the same RNG state whether stages were built or reused
-        if ctx.eval_cfg.at_start:
+        _check_context(ctx)
+        if ctx.eval_cfg.at_start and ctx.checkpoints.resume_from is None:  # resuming: the history is saved
             ctx.evaluate(ctx.policy, 0)
         algo_entry = state.registries["algo"].get(cfg.algo.name)
         if ctx.reward is not None:
@@ -310,6 +341,33 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
     return record
 
 
+def _write(record: RunRecord, job_dir: Path) -> None:
+    """Write ``record.json``. A failed attempt never replaces the ``ok`` record of an earlier one (it goes to
+    ``record.failed.json``); a record that cannot be written (full disk, read-only directory) fails the job with a
+    message that says so, and its metrics go to the log so that they are not lost."""
+    name = RECORD_FILE
+    if record.status == "failed" and (job_dir / RECORD_FILE).is_file():
+        try:
+            earlier_ok = read_record(job_dir).status == "ok"
+        except (OSError, ValueError):
+            earlier_ok = False
+        if earlier_ok:
+            name = "record.failed.json"
+            record.notes.append(f"an earlier attempt's ok record is kept in {job_dir / RECORD_FILE}; this failed "
+                                f"attempt's record is {job_dir / name}")
+    try:
+        record.written_to = write_record(record, job_dir, name=name)
+    except OSError as exc:
+        message = (f"could not write {job_dir / name}: {exc.strerror or exc}; free space on that disk or choose a "
+                   f"writable output directory (hydra.run.dir=...). The run's metrics: {record.metrics}")
+        log.error(message)
+        record.notes.append(message)
+        record.written_to = None
+        if record.status == "ok":
+            record.status = "failed"
+            record.error = {"type": type(exc).__name__, "message": message, "traceback": "", "user_error": True}
+
+
 def _finish(record: RunRecord, ctx: Optional[RunContext], t0: float, job_dir: Path) -> None:
     if ctx is not None:
         record.metrics = {**ctx._train_metrics, **ctx.extra_metrics,
@@ -324,11 +382,7 @@ def _finish(record: RunRecord, ctx: Optional[RunContext], t0: float, job_dir: Pa
     record.wall_time_s = round(time.time() - t0, 3)
     record.peak_memory_mb = _peak_memory_mb()
     if is_main_process():
-        try:
-            write_record(record, job_dir)
-        except OSError as exc:
-            log.error("could not write %s/record.json: %s", job_dir, exc)
-            record.notes.append(f"record.json could not be written: {exc}")
+        _write(record, job_dir)
     for logger in (ctx.loggers if ctx is not None else []):
         try:
             logger.finish(record)

@@ -96,14 +96,23 @@ class Stepper:
 
 def supervised_loop(ctx: Any, policy: Any, *, lr: float, batches: Iterator[Any],
                     loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, torch.Tensor]]],
-                    params=None, desc: str = "train") -> None:
+                    params=None, desc: str = "train", modules: dict[str, torch.nn.Module] | None = None) -> None:
     """The loop shared by offline algorithms (DPO, SFT, ...): ``train.steps`` optimizer steps, each from
-    ``train.grad_accum`` micro-batches; logs ``train/*`` every step and evaluates every ``train.eval_every``."""
+    ``train.grad_accum`` micro-batches; logs ``train/*`` every step and evaluates every ``train.eval_every``.
+    Checkpoints (``run.checkpoint_every``) hold the policy, the ``modules`` that own any other ``params``, the
+    optimizer, the schedule and the data position of ``batches`` (a ``checkpoint.Replay``, as
+    ``infinite_batches`` returns)."""
+    from alignzoo import checkpoint
+
     tc = ctx.train
     stepper = Stepper.create(params if params is not None else policy.model.parameters(), lr, tc)
+    state = checkpoint.TrainingState(modules={"policy": policy.model, **(modules or {})}, stepper=stepper,
+                                     objects={"batches": batches} if hasattr(batches, "state_dict") else {})
+    start = checkpoint.resume(ctx, state)
     policy.model.train()
     with ctx.progress(total=tc.steps, desc=desc) as bar:
-        for step in range(1, tc.steps + 1):
+        bar.update(start)
+        for step in range(start + 1, tc.steps + 1):
             sums: dict[str, float] = {}
             for _ in range(tc.grad_accum):
                 loss, metrics = loss_fn(next(batches))
@@ -119,11 +128,19 @@ def supervised_loop(ctx: Any, policy: Any, *, lr: float, batches: Iterator[Any],
             bar.update(1)
             bar.set_postfix(loss=f"{sums['loss']:.4f}")
             ctx.maybe_evaluate(policy, step)
+            checkpoint.save_if_due(ctx, state, step)
     policy.model.eval()
 
 
 def infinite_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
-    """Index batches over ``n`` examples, reshuffled every epoch from a seeded generator (never global RNG)."""
+    """Index batches over ``n`` examples, reshuffled every epoch from a seeded generator (never global RNG);
+    resumable from a checkpoint (``checkpoint.Replay``)."""
+    from alignzoo.checkpoint import Replay
+
+    return Replay(lambda: _index_batches(n, batch_size, seed))
+
+
+def _index_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
     if n <= 0:
         raise ValueError("no training examples")
     gen = torch.Generator().manual_seed(seed)

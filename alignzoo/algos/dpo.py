@@ -153,8 +153,13 @@ def train(cfg: DPOConfig, ctx: Any) -> Any:
     policy, reference = ctx.policy, ctx.reference
     data = ctx.preference_data()
     max_length = cfg.max_length or policy.max_length
-    pairs = tokenize_pairs(policy, data, max_length=max_length,
-                           max_prompt_length=cfg.max_prompt_length or max_length // 2)
+    max_prompt = cfg.max_prompt_length or max_length // 2
+    pairs = tokenize_pairs(policy, data, max_length=max_length, max_prompt_length=max_prompt)
+    cut = sum(len(ids) > max_prompt for ids in policy.encode_prompts(data["prompt"]))
+    if cut:
+        ctx.note(f"{cut} of {len(pairs)} prompts are longer than algo.max_prompt_length={max_prompt} tokens and keep "
+                 "only their end; raise algo.max_prompt_length / algo.max_length (within the model's context) to "
+                 "keep more")
     normalize = cfg.length_normalize if cfg.length_normalize is not None else cfg.variant == "ipo"
     micro = ctx.train.batch_size // ctx.train.grad_accum
     device = policy.device

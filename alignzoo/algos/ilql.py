@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from alignzoo import checkpoint
 from alignzoo.errors import AlignzooError
 from alignzoo.ops import masked_mean
 from alignzoo.rollout import filter_logits, forward
@@ -347,9 +348,13 @@ def train(cfg: ILQLConfig, ctx: Any) -> Any:
     hp = dict(gamma=cfg.gamma, tau=cfg.tau, cql_scale=cfg.cql_scale, awac_scale=cfg.awac_scale,
               beta_awac=cfg.beta_awac)
 
+    state = checkpoint.TrainingState(modules={"policy": policy.model, "heads": heads}, stepper=stepper,
+                                     objects={"batches": batches})
+    start = checkpoint.resume(ctx, state)
     policy.model.train()
     with ctx.progress(total=tc.steps, desc=cfg.name) as bar:
-        for step in range(1, tc.steps + 1):
+        bar.update(start)
+        for step in range(start + 1, tc.steps + 1):
             sums: dict[str, float] = {}
             for _ in range(tc.grad_accum):
                 batch = collate([ex for i in next(batches) for ex in examples[i]], policy.pad_id, policy.device)
@@ -372,5 +377,6 @@ def train(cfg: ILQLConfig, ctx: Any) -> Any:
             ctx.log(logged, step)
             bar.update(1)
             ctx.maybe_evaluate(decoding, step)
+            checkpoint.save_if_due(ctx, state, step)
     policy.model.eval()
     return decoding

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from alignzoo import checkpoint
 from alignzoo.algos import online
 from alignzoo.errors import AlignzooError
 from alignzoo.ops import masked_mean
@@ -115,6 +116,12 @@ class AdaptiveKLController:
         self.value *= 1 + error * n_steps / self.horizon
         return self.value
 
+    def state_dict(self) -> dict[str, float]:  # checkpoint state: the current beta
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = float(state["value"])
+
 
 class FixedKLController:
     def __init__(self, beta: float):
@@ -122,6 +129,8 @@ class FixedKLController:
 
     def update(self, current_kl: float, n_steps: int) -> float:
         return self.value
+
+    state_dict, load_state_dict = AdaptiveKLController.state_dict, AdaptiveKLController.load_state_dict
 
 
 # -- training ----------------------------------------------------------------------------------------------------
@@ -203,11 +212,17 @@ def run_online(cfg: Any, ctx: Any, *, clip: bool) -> Any:
     stepper = Stepper.create(params, cfg.lr, ctx.train, total_steps=ctx.train.steps * updates_per_iter)
     controller = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
                   else FixedKLController(cfg.kl_coef))
-    prompts = online.prompt_batches(ctx.task.train_prompts(policy), ctx.train.batch_size, ctx.seed)
-    ptx = ptx_batches(ctx, ctx.train.batch_size) if cfg.ptx_coef > 0 else None
+    train_prompts = ctx.task.train_prompts(policy)
+    prompts = checkpoint.Replay(lambda: online.prompt_batches(train_prompts, ctx.train.batch_size, ctx.seed))
+    ptx = checkpoint.Replay(lambda: ptx_batches(ctx, ctx.train.batch_size)) if cfg.ptx_coef > 0 else None
     gen = torch.Generator(device=policy.device).manual_seed(ctx.seed)
+    state = checkpoint.TrainingState(modules={"policy": policy.model, "value_head": head, "critic": critic},
+                                     stepper=stepper, generators={"rollout": gen},
+                                     objects={"prompts": prompts, "ptx": ptx, "kl_controller": controller})
+    start = checkpoint.resume(ctx, state)
     with ctx.progress(total=ctx.train.steps, desc=cfg.name) as bar:
-        for step in range(1, ctx.train.steps + 1):
+        bar.update(start)
+        for step in range(start + 1, ctx.train.steps + 1):
             exp = online.collect(ctx, cfg, next(prompts), head, reward, controller.value, gen, critic)
             policy.model.train()
             metrics = online.rollout_metrics(exp, controller.value)
@@ -219,6 +234,7 @@ def run_online(cfg: Any, ctx: Any, *, clip: bool) -> Any:
             bar.set_postfix(reward=f"{metrics['reward']:.3f}", kl=f"{metrics['kl']:.2f}")
             policy.model.eval()
             ctx.maybe_evaluate(policy, step)
+            checkpoint.save_if_due(ctx, state, step)
     return policy
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from filelock import FileLock
 
+from alignzoo.errors import AlignzooError
 from alignzoo.record import write_json_atomic
 
 log = logging.getLogger("alignzoo")
@@ -51,7 +52,11 @@ def run_stage(cache_dir: str | Path, name: str, config: dict[str, Any],
         meta = json.loads((final / META).read_text())
         note(f"stage {name}: reused from cache ({final})")
         return StageResult(name, key, final, meta, True)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AlignzooError(f"cannot write the stage cache {cache_dir} ({exc.strerror or exc}); set run.cache_dir=<dir> "
+                            "(or ALIGNZOO_CACHE) to a writable directory") from None
     with FileLock(str(root / f"{key}.lock")):
         if (final / META).exists():  # another job built it while this one waited for the lock
             meta = json.loads((final / META).read_text())

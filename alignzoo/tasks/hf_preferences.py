@@ -139,6 +139,7 @@ class HFPreferencesTask:
         if not rows["prompt"]:
             raise DataError(f"dataset {c.path!r} (split {c.split!r}): every row has an empty chosen or rejected "
                             "response; nothing to train on")
+        self.skipped_rows = len(self.train) - len(rows["prompt"])  # RunContext.preference_data notes them
         return datasets.Dataset.from_dict(rows)
 
     def eval_prompts(self, policy: Any, n: int) -> list[str]:
