@@ -67,6 +67,53 @@ def check_output_dir(args: list[str]) -> list[str]:
     return [f"cannot create the output directory {target}: {existing} {why}; choose a writable one with {key}=<dir>"]
 
 
+def check_config_targets(args: list[str]) -> list[str]:
+    """Import paths that the config these arguments compose would make Hydra instantiate (callbacks, launcher,
+    sweeper, logging) and that are not alignzoo's or an installed Hydra plugin's, for every value of a sweep. Bad
+    flags or overrides are left to Hydra's own messages."""
+    from hydra import compose, initialize_config_module
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from alignzoo.config import untrusted_targets
+
+    try:
+        ns, _ = get_args_parser().parse_known_args(args)
+        parsed = OverridesParser.create().parse_overrides(list(ns.overrides or []))
+        sweeps = {i: [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+                  for i, o in enumerate(parsed) if o.is_sweep_override()}
+    except (SystemExit, Exception):  # noqa: BLE001 - Hydra reports bad flags and overrides itself
+        return []
+    if ns.help or ns.hydra_help or ns.shell_completion:
+        return []
+    lines = [o.input_line for o in parsed]
+    extra_dir = f"file://{Path(ns.config_dir).absolute()}" if ns.config_dir else None
+    if extra_dir:
+        for i, line in enumerate(lines):
+            if line.startswith("hydra.searchpath=["):
+                lines[i] = f"hydra.searchpath=[{extra_dir}," + line.split("[", 1)[1]
+                break
+        else:
+            lines.append(f"hydra.searchpath=[{extra_dir}]")
+    base = [sweeps[i][0] if i in sweeps else line for i, line in enumerate(lines)]
+    variants = [base] + [base[:i] + [v] + base[i + 1:] for i, values in sweeps.items() for v in values[1:]]
+    problems: list[str] = []
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module="alignzoo.conf", version_base="1.3"):
+            for overrides in variants:
+                cfg = compose(ns.config_name or "config", overrides=overrides, return_hydra_config=True)
+                found = untrusted_targets(OmegaConf.to_container(cfg, resolve=False))
+                problems += [p for p in found if p not in problems]
+    except Exception:  # noqa: BLE001 - a config that does not compose: Hydra says why when it runs
+        pass
+    finally:
+        GlobalHydra.instance().clear()
+    return problems
+
+
 def _report_broken(state) -> None:
     for info in state.broken:
         print(f"alignzoo: warning: plugin {info.name} ({info.version}) is broken and was skipped: {info.error}",
@@ -87,6 +134,14 @@ def cmd_run(args: list[str]) -> int:
     searchpath = plugins.config_searchpath()
     if searchpath and not any(a.startswith("hydra.searchpath=") for a in args):
         args = [*args, "hydra.searchpath=[" + ",".join(searchpath) + "]"]
+    problems = check_config_targets(args)  # before Hydra instantiates anything the config names
+    if problems:
+        for p in problems:
+            print(f"alignzoo: error: {p}", file=sys.stderr)
+        return 2
+    from alignzoo.distributed import hydra_overrides
+
+    args = [*args, *hydra_overrides(args)]  # under a launcher, ranks other than 0 write no .hydra/ and no log file
     sys.argv = ["alignzoo run", *args]
     _hydra_main()
     return 0
@@ -106,14 +161,17 @@ def _run_hydra_job(cfg) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from alignzoo.run import run_job
+    from alignzoo.distributed import shared_job_dir
+    from alignzoo.run import is_main_process, run_job
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    job_dir = Path(hc.runtime.output_dir)
+    job_dir = shared_job_dir(Path(hc.runtime.output_dir))  # rank 0's directory on every rank
     group = Path(hc.sweep.dir).name if multirun else None
     record = run_job(cfg, job_dir, overrides=list(hc.overrides.task), group=group)
     where = getattr(record, "written_to", None) or job_dir / "record.json"
+    if record.status == "ok" and not is_main_process():
+        return None
     if record.status == "ok":
         gold = record.metrics.get("eval/gold_reward")
         extra = f" eval/gold_reward={gold:.4f}" if gold is not None else ""

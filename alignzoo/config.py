@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
+from alignzoo.distributed import PRECISIONS
 from alignzoo.registry import KINDS, MULTI_KINDS, Registries, to_dataclass, unknown_message
 from alignzoo.training import OPTIMIZERS, SCHEDULES
 
@@ -95,7 +96,8 @@ class EvalConfig:
 @dataclass
 class RunSettings:
     threads: int = 1  # torch threads; 1 is fastest on a shared 2-core machine
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (auto under a launcher: each rank's own GPU, else the CPU)
+    precision: str = "auto"  # auto (bf16 autocast on a GPU that has it, fp32 on the CPU) | fp32 | bf16 | fp16 (GPU)
     cache_dir: str = "${oc.env:ALIGNZOO_CACHE,.alignzoo_cache}"  # pipeline-stage cache, shared by runs
     fail_fast: bool = False  # re-raise a failed job's error (stops a sweep) instead of recording it
     checkpoint_every: int = 0  # save the training state every N optimizer steps and at the last (0: never)
@@ -110,6 +112,9 @@ class RunSettings:
             out.append(f"checkpoint_keep must be >= 1 (got {self.checkpoint_keep})")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             out.append(f"device must be auto, cpu or cuda[:N] (got {self.device!r})")
+        if self.precision not in PRECISIONS:
+            out.append(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r}); e.g. "
+                       "run.precision=auto")
         return out
 
 
@@ -146,6 +151,38 @@ class AlignzooConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunSettings = field(default_factory=RunSettings)
+
+
+#: import paths a composed config may name in ``_target_``, which Hydra instantiates under ``hydra.`` (launcher,
+#: sweeper, callbacks): alignzoo's own code and installed Hydra plugins. Components are chosen by registered name.
+TRUSTED_TARGETS = ("alignzoo.", "hydra_plugins.", "hydra._internal.core_plugins.")
+#: ... and in the logging configs Hydra hands to ``logging.config.dictConfig`` (``class``, ``()`` and ``ext://``)
+TRUSTED_LOGGING = ("logging.", "colorlog.", "alignzoo.", "ext://sys.stdout", "ext://sys.stderr")
+
+
+def untrusted_targets(node: Any, prefix: str = "") -> list[str]:
+    """Every import path in a config container (``OmegaConf.to_container(cfg, resolve=False)``) that is not
+    alignzoo's or an installed Hydra plugin's, with its full key and the fix: a config file someone downloaded must
+    not make Hydra (or logging) import and call arbitrary code."""
+    out: list[str] = []
+    in_logging = "job_logging" in prefix or "hydra_logging" in prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k == "_target_" or (in_logging and k in ("class", "()")):
+                trusted = TRUSTED_TARGETS if k == "_target_" else TRUSTED_LOGGING
+                if not (isinstance(v, str) and "${" not in v and v.startswith(trusted)):
+                    out.append(f"{key}={v!r}: configs may not name import paths other than alignzoo's and installed "
+                               "Hydra plugins'; select components by name (e.g. algo=dpo), or package your code as "
+                               "an alignzoo plugin and register it")
+            elif in_logging and isinstance(v, str) and v.startswith("ext://") and not v.startswith(TRUSTED_LOGGING):
+                out.append(f"{key}={v!r}: logging configs may only refer to ext://sys.stdout or ext://sys.stderr")
+            else:
+                out += untrusted_targets(v, key)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += untrusted_targets(v, f"{prefix}[{i}]")
+    return out
 
 
 def store_schema() -> None:

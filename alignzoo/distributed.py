@@ -141,8 +141,13 @@ class Engine:
         for g, v in zip(grads, _unflatten_dense_tensors(flat, grads)):
             g.copy_(v)
 
+    @property
+    def comm_device(self) -> torch.device:
+        """Where small collective buffers live: this rank's GPU under NCCL, else the CPU (gloo)."""
+        return torch.device("cuda", self.local_rank) if self.device_type == "cuda" else torch.device("cpu")
+
     def _reduce(self, values: list[float]) -> list[float]:
-        t = torch.tensor(values, dtype=torch.float64)
+        t = torch.tensor(values, dtype=torch.float64, device=self.comm_device)
         torch.distributed.all_reduce(t)
         return t.tolist()
 

@@ -31,7 +31,7 @@ from typing import Any, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from alignzoo import checkpoint, plugins
+from alignzoo import checkpoint, distributed, plugins
 from alignzoo.config import validate
 from alignzoo.errors import AlignzooError, ConfigError
 from alignzoo.record import RECORD_FILE, RunRecord, read_record, write_record
@@ -146,7 +146,7 @@ class RunContext:
 
         from alignzoo.evaluators.samples import EvalSamples
 
-        if not self.evaluators:
+        if not self.evaluators or not is_main_process():  # under a launcher, rank 0 evaluates
             return {}
         was_training = policy.model.training
         policy.model.eval()
@@ -226,11 +226,8 @@ def _seed_everything(seed: int, threads: int) -> None:
 
 
 def _device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    engine = distributed.current()
+    return distributed.job_device(name, engine.local_rank if engine.distributed else None)
 
 
 def needs_reward(algo_entry: Any) -> bool:
@@ -263,7 +260,10 @@ def _build_components(ctx: RunContext) -> None:
     ctx.task = regs["task"].get(c.task.name).factory(built["task"], ctx)
     initial = regs["model"].get(c.model.name).factory(built["model"], ctx)
     ctx.policy = ctx.task.prepare(ctx, initial) if hasattr(ctx.task, "prepare") else initial
-    ctx.reference = ctx.policy.frozen_copy("reference")
+    lora = getattr(built["model"], "lora", None)
+    lora = lora if lora is not None and lora.r > 0 else None
+    if lora is None:
+        ctx.reference = ctx.policy.frozen_copy("reference")
     if built.get("reward") is not None:
         from alignzoo.rewards.checked import checked
 
@@ -280,6 +280,12 @@ def _build_components(ctx: RunContext) -> None:
             ctx.note(reason, quiet=True)
         else:
             ctx.evaluators[key] = evaluator
+    if lora is not None:  # last: a reward model may copy the policy's backbone, which must not carry adapters
+        from alignzoo.models.lora import add_adapters
+
+        ctx.reference = add_adapters(ctx.policy, lora, seed=ctx.seed)  # the policy, adapters off: no second copy
+        ctx.note(f"LoRA r={lora.r}: {ctx.policy.info['lora']['trainable']} trainable parameters in the policy; "
+                 "the reference is the policy with its adapters off", quiet=True)
 
 
 def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[str]] = None,
@@ -309,6 +315,7 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
             raise ConfigError(problems)
         _seed_everything(cfg.seed, built["run"].threads)
         _quiet_libraries()
+        engine = distributed.setup(device=built["run"].device, precision=built["run"].precision)
         ctx = RunContext(cfg=cfg, job_dir=job_dir, seed=int(cfg.seed), device=_device(built["run"].device),
                          train=built["train"], eval_cfg=built["eval"], budget=built["budget"], record=record,
                          registries=state.registries, built=built, group=group)
@@ -316,19 +323,24 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
         if is_main_process():
             for key, conf in built["logger"].items():
                 ctx.loggers.append(state.registries["logger"].get(conf.name).factory(conf, ctx))
-        _build_components(ctx)
+        if engine.distributed or engine.precision != "fp32":
+            ctx.note(f"{engine.world_size} process(es), {engine.precision} on {ctx.device}")
+        with engine.main_first():  # under a launcher, rank 0 builds the pipeline stages; the others then reuse them
+            _build_components(ctx)
         _seed_everything(cfg.seed, built["run"].threads)  # the same RNG state whether stages were built or reused
         _check_context(ctx)
-        if ctx.eval_cfg.at_start and ctx.checkpoints.resume_from is None:  # resuming: the history is saved
-            ctx.evaluate(ctx.policy, 0)
-        algo_entry = state.registries["algo"].get(cfg.algo.name)
-        if ctx.reward is not None:
-            from alignzoo.rewards.learned import quality_gate
+        with engine.autocast():
+            if ctx.eval_cfg.at_start and ctx.checkpoints.resume_from is None:  # resuming: the history is saved
+                ctx.evaluate(ctx.policy, 0)
+            algo_entry = state.registries["algo"].get(cfg.algo.name)
+            if ctx.reward is not None:
+                from alignzoo.rewards.learned import quality_gate
 
-            quality_gate(ctx.reward, ctx, online=needs_reward(algo_entry))
-        trained = algo_entry.factory(built["algo"], ctx)
-        if not (record.history and record.history[-1]["step"] == ctx.last_step):  # nothing trained since: no rerun
-            ctx.evaluate(trained if trained is not None else ctx.policy, ctx.last_step)
+                quality_gate(ctx.reward, ctx, online=needs_reward(algo_entry))
+            trained = algo_entry.factory(built["algo"], ctx)
+            record.tokens = int(engine.sum(record.tokens))  # every rank's share
+            if not (record.history and record.history[-1]["step"] == ctx.last_step):  # nothing trained since
+                ctx.evaluate(trained if trained is not None else ctx.policy, ctx.last_step)
         record.status = "ok"
     except BaseException as exc:  # noqa: BLE001 - a job records its failure and returns (sweeps go on)
         record.status = "failed"
@@ -388,5 +400,8 @@ def _finish(record: RunRecord, ctx: Optional[RunContext], t0: float, job_dir: Pa
             logger.finish(record)
         except Exception as exc:  # noqa: BLE001 - a logger must not fail a finished job
             log.warning("logger %s failed to finish: %s", type(logger).__name__, exc)
+    distributed.reset()
+    if not is_main_process():
+        return
     for err in plugins.call_run_end(record):
         log.warning("alignzoo_run_end hook failed: %s", err)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from alignzoo import distributed
 from alignzoo.errors import TrainingDivergedError
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
@@ -65,26 +66,50 @@ def check_finite(metrics: dict[str, Any], step: int) -> None:
 
 @dataclass
 class Stepper:
-    """One optimizer step from several micro-batch losses: accumulate, clip, step, schedule."""
+    """One optimizer step from several micro-batch losses: accumulate, clip, step, schedule.
+
+    Under a distributed launcher it is also where data parallelism happens (``alignzoo.distributed``): ``create``
+    starts every rank from rank 0's weights and ``step`` averages the gradients over ranks before clipping. With
+    fp16 it scales the losses given to ``backward``."""
 
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
     scheduler: Any
     max_grad_norm: float | None
+    scaler: Any = None  # torch.amp.GradScaler under fp16, else None
+    _scaled: bool = False  # gradients since the last step came from ``backward`` (scaled under fp16)
 
     @classmethod
     def create(cls, params, lr: float, train_cfg: Any, total_steps: int | None = None) -> "Stepper":
+        engine = distributed.current()
         params = [p for p in params if p.requires_grad]
+        engine.broadcast_(params)
         opt = build_optimizer(params, lr, train_cfg)
-        return cls(params, opt, build_scheduler(opt, train_cfg, total_steps), train_cfg.max_grad_norm)
+        return cls(params, opt, build_scheduler(opt, train_cfg, total_steps), train_cfg.max_grad_norm,
+                   engine.grad_scaler())
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, outside autocast and scaled under fp16 (loops may also call it themselves)."""
+        with distributed.current().no_autocast():
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        self._scaled = self.scaler is not None
 
     def step(self) -> float:
-        """Clip, step, advance the schedule, zero the gradients; returns the pre-clip gradient norm."""
+        """Average over ranks, clip, step, advance the schedule, zero the gradients; returns the pre-clip
+        gradient norm."""
+        distributed.current().average_gradients_(self.params)
+        if self._scaled:
+            self.scaler.unscale_(self.optimizer)
         if self.max_grad_norm and self.max_grad_norm > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         else:
             norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in self.params if p.grad is not None))
-        self.optimizer.step()
+        if self._scaled:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self._scaled = False
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
@@ -105,6 +130,7 @@ def supervised_loop(ctx: Any, policy: Any, *, lr: float, batches: Iterator[Any],
     from alignzoo import checkpoint
 
     tc = ctx.train
+    engine = distributed.current()  # several processes: each takes its shard of every micro-batch
     stepper = Stepper.create(params if params is not None else policy.model.parameters(), lr, tc)
     state = checkpoint.TrainingState(modules={"policy": policy.model, **(modules or {})}, stepper=stepper,
                                      objects={"batches": batches} if hasattr(batches, "state_dict") else {})
@@ -115,11 +141,12 @@ def supervised_loop(ctx: Any, policy: Any, *, lr: float, batches: Iterator[Any],
         for step in range(start + 1, tc.steps + 1):
             sums: dict[str, float] = {}
             for _ in range(tc.grad_accum):
-                loss, metrics = loss_fn(next(batches))
-                (loss / tc.grad_accum).backward()
+                loss, metrics = loss_fn(engine.shard(next(batches), "train.batch_size / train.grad_accum"))
+                stepper.backward(loss / tc.grad_accum)
                 sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / tc.grad_accum
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + float(v) / tc.grad_accum
+            sums = engine.mean(sums)  # the global batch's means (a no-op in one process)
             check_finite({f"train/{k}": v for k, v in sums.items()}, step)
             logged = {f"train/{k}": v for k, v in sums.items()}
             logged["train/lr"] = stepper.lr
