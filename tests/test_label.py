@@ -197,6 +197,9 @@ def test_page_headers_host_check_and_access_token(tmp_path):
     assert t.get("/api/state").status_code == 200  # the cookie now carries the token
     fresh = TestClient(t.app, base_url="http://labels.example")
     assert fresh.get("/api/state", headers={"Authorization": "Bearer tok123"}).status_code == 200
+    fresh.cookies.set("alignzoo_label_token", "stale")  # a stale cookie does not hide a valid token
+    assert fresh.get("/api/state", headers={"Authorization": "Bearer tok123"}).status_code == 200
+    assert fresh.get("/api/state", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
 def test_cli_refuses_a_public_address_without_a_token_and_prints_reports(tmp_path, capsys):

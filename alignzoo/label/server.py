@@ -140,9 +140,9 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
                 return secured(PlainTextResponse("this labeling server only answers requests to localhost",
                                                  status_code=403))
             if access_token:
-                given = (request.cookies.get(COOKIE) or request.query_params.get("token")
-                         or request.headers.get("authorization", "").removeprefix("Bearer ").strip())
-                if not given or not secrets.compare_digest(given.encode(), access_token.encode()):
+                given = (request.cookies.get(COOKIE), request.query_params.get("token"),
+                         request.headers.get("authorization", "").removeprefix("Bearer ").strip())
+                if not any(g and secrets.compare_digest(g.encode(), access_token.encode()) for g in given):
                     return secured(PlainTextResponse(
                         "access token required: open the URL printed by `alignzoo label` (it ends in ?token=...)",
                         status_code=401))
