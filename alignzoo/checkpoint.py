@@ -171,17 +171,22 @@ def prepare(ctx: Any) -> Checkpoints:
     ``CheckpointError`` when the newest one is damaged with no whole one to fall back to, or belongs to another
     config. Leftovers of an interrupted save are removed; with ``run.resume=false`` old checkpoints are moved
     aside (kept, never deleted)."""
+    from alignzoo.run import is_main_process
+
     settings = ctx.built["run"]
     manager = Checkpoints(Path(ctx.job_dir) / DIR_NAME, every=settings.checkpoint_every,
                           keep=settings.checkpoint_keep, config=training_config(ctx.record.config))
     root = manager.root
-    if root.is_dir():
+    main = is_main_process()  # under a launcher, rank 0 alone moves or removes anything
+    if root.is_dir() and main:
         for stale in root.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
     found = manager.complete()
     if not found:
         return manager
     if not settings.resume:
+        if not main:
+            return manager
         aside = root.with_name(f"{DIR_NAME}.old-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
         os.replace(root, aside)
         ctx.note(f"run.resume=false: the earlier checkpoints were moved to {aside}; this run starts from step 0")
@@ -199,7 +204,8 @@ def prepare(ctx: Any) -> Checkpoints:
             f"with run.resume=false (the damaged checkpoint is then moved aside)")
     for bad, reason in damaged:  # a whole, older checkpoint exists: keep the damaged ones aside for inspection
         aside = bad.with_name(f"damaged-{bad.name}-{int(time.time())}")
-        os.replace(bad, aside)
+        if main:
+            os.replace(bad, aside)
         ctx.note(f"checkpoint {bad} is damaged ({reason}); moved to {aside} and resuming from the one before it")
     saved = json.loads((path / STATE).read_text())
     diff = config_diff(saved["config"], manager.config)
@@ -286,6 +292,9 @@ def write(ctx: Any, state: TrainingState, step: int, path: Path) -> None:
         payload["optimizer"], opt_tensors = _optimizer_state(state.stepper.optimizer)
         tensors.update(opt_tensors)
         payload["scheduler"] = state.stepper.scheduler.state_dict()
+        scaler = getattr(state.stepper, "scaler", None)  # fp16's loss scale
+        if scaler is not None:
+            payload["grad_scaler"] = scaler.state_dict()
     payload["rng"], rng_tensors = _rng_state()
     tensors.update(rng_tensors)
     for name, gen in state.generators.items():
@@ -398,6 +407,9 @@ def load(ctx: Any, state: TrainingState, path: Path) -> int:
     if state.stepper is not None:
         _load_optimizer(state.stepper.optimizer, saved["optimizer"], tensors)
         state.stepper.scheduler.load_state_dict(saved["scheduler"])
+        scaler = getattr(state.stepper, "scaler", None)
+        if scaler is not None and "grad_scaler" in saved:
+            scaler.load_state_dict(saved["grad_scaler"])
     for name, gen in state.generators.items():
         if gen is not None:
             gen.set_state(tensors[f"generator.{name}"])
