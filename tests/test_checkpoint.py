@@ -45,7 +45,7 @@ def test_ppo_killed_with_sigkill_after_a_checkpoint_resumes_to_the_same_final_me
     # disk and step `k` was logged, plus a random fraction of a step (so it dies mid-step or mid-save too)
     job = tmp_path / "job"
     rng = random.Random()
-    k, pause = rng.randint(every, steps - 2), rng.uniform(0.0, 0.5)
+    k, pause = rng.randint(every, steps - 3), rng.uniform(0.0, 0.3)
     killed = cli([*args, f"hydra.run.dir={job}"], tmp_path)
     deadline = time.time() + 600
     while killed.poll() is None and time.time() < deadline and not (
@@ -55,6 +55,7 @@ def test_ppo_killed_with_sigkill_after_a_checkpoint_resumes_to_the_same_final_me
     assert killed.poll() is None, f"the run ended before the kill point (step {k} + {pause:.2f}s)"
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait(timeout=60)
+    killed.stdout.close()
     assert killed.returncode == -signal.SIGKILL
     assert not (job / "record.json").exists()  # it died without finishing
     left = sorted(p.name for p in (job / "checkpoints").glob("step-*"))
@@ -170,3 +171,15 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint_and_leaves_no_comple
     rec = run_tiny(dpo_job, tmp_path)  # the half-written one is ignored and removed; resumes from step 2
     assert rec.status == "ok" and any(n.endswith("step-00000002 at step 2 of 6") for n in rec.notes)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000006"]
+
+
+def test_resume_false_moves_old_checkpoints_aside_and_starts_over(tmp_path, dpo_job):
+    first = run_tiny(dpo_job, tmp_path)
+    assert first.status == "ok", first.error
+    again = run_tiny([*dpo_job, "run.resume=false"], tmp_path)
+    assert again.status == "ok" and again.metrics == first.metrics  # trained again from step 0: the same run
+    assert not any(n.startswith("resumed") for n in again.notes)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("checkpoints.old-")]
+    assert len(aside) == 1 and any(str(aside[0]) in n for n in again.notes)
+    assert [p.name for p in aside[0].iterdir()] == ["step-00000006"]  # kept, never deleted
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000006"]
