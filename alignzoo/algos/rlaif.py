@@ -105,7 +105,8 @@ def train(cfg: RLAIFConfig, ctx: Any) -> Any:
     critic = use_ai_feedback(ctx)
     if cfg.sl_cai:
         start_from_sl_cai(cfg, ctx, critic)
-    ctx.task.feedback(ctx.policy)  # label now: the note and feedback/* metrics are in the record whatever follows
+    if cfg.inner != "none":  # label now: the note and feedback/* metrics are in the record whatever follows
+        ctx.task.feedback(ctx.policy)
     if cfg.inner == "dpo":
         from alignzoo.algos import dpo
 

@@ -186,7 +186,10 @@ class LMJudge:
     def _generate(self, texts: list[str], generator: torch.Generator) -> list[str]:
         from alignzoo import rollout as ro
 
-        ids = [list(self.tokenizer(t, add_special_tokens=not self.use_chat)["input_ids"]) for t in texts]
+        cfg = self.model.config
+        room = int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048))
+        room = max(1, room - self.cfg.max_new_tokens)  # a small judge keeps the end of a long request
+        ids = [list(self.tokenizer(t, add_special_tokens=not self.use_chat)["input_ids"])[-room:] for t in texts]
         out = []
         for i in range(0, len(ids), self.cfg.batch_size):
             r = ro.generate(self.model, ids[i:i + self.cfg.batch_size], eos_id=int(self.tokenizer.eos_token_id),
