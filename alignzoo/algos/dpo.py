@@ -139,7 +139,8 @@ def collate_pairs(pairs: list[tuple], index: list[int], pad_id: int, device: tor
 def pair_logps(model: Any, batch: PairBatch, length_normalize: bool) -> tuple[Tensor, Tensor]:
     """Sequence log-probs of the chosen and rejected rows from one concatenated forward."""
     logits, _ = forward(model, batch.input_ids, batch.attention_mask, cache=False)
-    logps = sequence_logprobs(logits[:, :-1], batch.input_ids[:, 1:], batch.completion_mask)
+    # fp32 under mixed precision too (a no-op in fp32): bf16 log-probs would round the loss by ~1e-3
+    logps = sequence_logprobs(logits[:, :-1].float(), batch.input_ids[:, 1:], batch.completion_mask)
     if length_normalize:
         logps = logps / batch.completion_mask.sum(-1).clamp(min=1)
     half = logps.size(0) // 2

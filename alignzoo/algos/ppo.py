@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from alignzoo import checkpoint
+from alignzoo import checkpoint, distributed
 from alignzoo.algos import online
 from alignzoo.errors import AlignzooError
 from alignzoo.ops import masked_mean
@@ -170,6 +170,7 @@ def optimize(ctx: Any, cfg: Any, exp: online.Experience, stepper: Stepper, head:
     from alignzoo.stages.lm import lm_loss
 
     n = exp.mask.size(0)
+    engine = distributed.current()
     gen = torch.Generator().manual_seed(ctx.seed * 1000 + step)
     sums: dict[str, float] = {}
     count = 0
@@ -184,6 +185,11 @@ def optimize(ctx: Any, cfg: Any, exp: online.Experience, stepper: Stepper, head:
                                   clip_range=cfg.value_clip_range if clip else float("inf"))
             ent = masked_mean(entropy, mb.mask)
             loss = pg + cfg.vf_coef * vf - cfg.ent_coef * ent
+            # several ranks: weigh this rank's token means by its share of the global batch's tokens, so the
+            # averaged gradient (and the reduced metrics) are the global batch's token means
+            share = engine.token_share(mb.mask)
+            if share != 1.0:
+                loss = share * loss
             metrics = {"policy_loss": pg, "value_loss": vf, "entropy": ent, **pg_m, **vf_m}
             if ptx is not None:
                 ids, loss_mask, attn = next(ptx)
@@ -191,10 +197,11 @@ def optimize(ctx: Any, cfg: Any, exp: online.Experience, stepper: Stepper, head:
                 sft = lm_loss(ctx.policy.model, ids.to(dev), loss_mask.to(dev), attn.to(dev))
                 loss = loss + cfg.ptx_coef * sft
                 metrics["ptx_loss"] = sft
-            check_finite({"train/loss": loss, **{f"train/{k}": v for k, v in metrics.items()}}, step)
-            loss.backward()
+            metrics = {"loss": engine.mean({"loss": loss})["loss"], **engine.mean(metrics, weight=share)}
+            check_finite({f"train/{k}": v for k, v in metrics.items()}, step)
+            stepper.backward(loss)
             metrics["grad_norm"] = stepper.step()
-            for k, v in {"loss": loss, **metrics}.items():
+            for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if hasattr(v, "detach") else v)
             count += 1
     return {k: v / count for k, v in sums.items()}
