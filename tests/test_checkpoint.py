@@ -66,7 +66,8 @@ def test_ppo_killed_with_sigkill_after_a_checkpoint_resumes_to_the_same_final_me
     assert again.returncode == 0, out
     got = read_record(job)
     resumed = [n for n in got.notes if n.startswith("resumed from checkpoint")]
-    assert len(resumed) == 1 and f"{left[-1]} at step {int(left[-1][5:])} of {steps}" in resumed[0], (k, pause, got.notes)
+    newest = left[-1]
+    assert len(resumed) == 1 and f"{newest} at step {int(newest[5:])} of {steps}" in resumed[0], (k, pause, got.notes)
     assert got.status == "ok"
     assert got.metrics == want.metrics, f"killed after step {k} + {pause:.2f}s: metrics differ"
     assert got.history == want.history and [h["step"] for h in got.history] == [0, 4, 8]

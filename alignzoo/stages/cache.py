@@ -55,8 +55,8 @@ def run_stage(cache_dir: str | Path, name: str, config: dict[str, Any],
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise AlignzooError(f"cannot write the stage cache {cache_dir} ({exc.strerror or exc}); set run.cache_dir=<dir> "
-                            "(or ALIGNZOO_CACHE) to a writable directory") from None
+        raise AlignzooError(f"cannot write the stage cache {cache_dir} ({exc.strerror or exc}); set "
+                            "run.cache_dir=<dir> (or ALIGNZOO_CACHE) to a writable directory") from None
     with FileLock(str(root / f"{key}.lock")):
         if (final / META).exists():  # another job built it while this one waited for the lock
             meta = json.loads((final / META).read_text())
