@@ -196,19 +196,19 @@ def _float(value: Any) -> float:
 
 @dataclass
 class RowShard:
-    """This rank's rows of a global batch being sampled. ``torch.multinomial(p, 1, generator)`` is
-    ``argmax(p / q)`` with ``q = Exp(1)`` noise of p's shape drawn from the generator; a shard draws the noise of
-    the whole global batch (every rank's generator is in the same state) and keeps its rows, so it samples exactly
-    the tokens one process would. Decoding stops when every rank's rows have ended."""
+    """This rank's rows of a global batch being sampled. One process draws each step's tokens from one uniform
+    per row (``rollout.draw``); a shard draws the uniforms of the whole global batch (every rank's generator is in
+    the same state) and keeps its rows, so it samples exactly the tokens one process would. Decoding stops when
+    every rank's rows have ended."""
 
     engine: Engine
     rows: slice
     global_rows: int
 
     def sample(self, probs: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-        noise = torch.empty((self.global_rows, probs.size(-1)), dtype=probs.dtype, device=probs.device)
-        noise.exponential_(1, generator=generator)
-        return (probs / noise[self.rows]).argmax(-1)
+        from alignzoo import rollout
+
+        return rollout.draw(probs, rollout.uniforms(self.global_rows, generator, probs.device)[self.rows])
 
     def all_done(self, done: torch.Tensor) -> bool:
         return self.engine.all_true(done)

@@ -114,6 +114,21 @@ def filter_logits(logits: Tensor, *, top_k: int = 0, top_p: float = 1.0) -> Tens
     return logits
 
 
+def draw(probs: Tensor, uniform: Tensor) -> Tensor:
+    """One token per row of ``probs`` ``[B, V]`` by inverse-CDF sampling with ``uniform`` ``[B]`` in [0, 1): the
+    first token whose cumulative probability exceeds ``uniform * total``. The same distribution as
+    ``torch.multinomial(probs, 1)``, at a fraction of its cost on a CPU (which draws an exponential variate for every
+    vocabulary entry: a quarter of a tiny model's decoding time); tokens of probability 0 are never drawn."""
+    cdf = probs.double().cumsum(-1)
+    target = uniform.to(cdf.dtype).unsqueeze(-1) * cdf[:, -1:]
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp(max=probs.size(-1) - 1)
+
+
+def uniforms(rows: int, generator: Optional[torch.Generator], device: Any) -> Tensor:
+    """The ``[rows]`` uniforms ``draw`` consumes for one decoding step (float64, from ``generator``)."""
+    return torch.rand(rows, dtype=torch.float64, device=device, generator=generator)
+
+
 @torch.no_grad()
 def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, max_new_tokens: int,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
@@ -148,7 +163,7 @@ def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, 
             if shard is not None:
                 nxt = shard.sample(probs, generator)
             else:
-                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                nxt = draw(probs, uniforms(batch, generator, device))
         else:
             nxt = scaled.argmax(-1)
         lp = token_logprobs(scaled, nxt)

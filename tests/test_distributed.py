@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from alignzoo import distributed
+from alignzoo import rollout as ro
 from alignzoo.distributed import Engine, RowShard
 from alignzoo.errors import AlignzooError
 from alignzoo.testing import TINY_OVERRIDES, run_tiny
@@ -87,7 +88,7 @@ def test_two_gloo_processes_match_one_process_and_only_rank0_writes(tmp_path, pr
 def test_a_shard_samples_exactly_the_rows_one_process_samples():
     logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(0)) * 3
     probs = torch.softmax(logits, -1)
-    whole = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(7)).squeeze(-1)
+    whole = ro.draw(probs, ro.uniforms(6, torch.Generator().manual_seed(7), "cpu"))  # what one process samples
     for rank in range(3):
         engine = Engine(world_size=3, rank=rank)
         shard = RowShard(engine, engine.rows(6), 6)

@@ -137,10 +137,14 @@ def collate_pairs(pairs: list[tuple], index: list[int], pad_id: int, device: tor
 
 
 def pair_logps(model: Any, batch: PairBatch, length_normalize: bool) -> tuple[Tensor, Tensor]:
-    """Sequence log-probs of the chosen and rejected rows from one concatenated forward."""
-    logits, _ = forward(model, batch.input_ids, batch.attention_mask, cache=False)
+    """Sequence log-probs of the chosen and rejected rows from one concatenated forward. The LM head runs only
+    from the first position that predicts a completion token in some row (the prompt-only ones add nothing)."""
+    ids, comp = batch.input_ids, batch.completion_mask
+    counted = comp.any(0).nonzero()
+    first = int(counted[0, 0]) if len(counted) else 0  # first label column (ids[:, 1:]) that counts in any row
+    logits, _ = forward(model, ids, batch.attention_mask, cache=False, keep=ids.size(1) - first)
     # fp32 under mixed precision too (a no-op in fp32): bf16 log-probs would round the loss by ~1e-3
-    logps = sequence_logprobs(logits[:, :-1].float(), batch.input_ids[:, 1:], batch.completion_mask)
+    logps = sequence_logprobs(logits[:, :-1].float(), ids[:, first + 1:], comp[:, first:])
     if length_normalize:
         logps = logps / batch.completion_mask.sum(-1).clamp(min=1)
     half = logps.size(0) // 2

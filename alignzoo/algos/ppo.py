@@ -179,7 +179,7 @@ def optimize(ctx: Any, cfg: Any, exp: online.Experience, stepper: Stepper, head:
         for idx in torch.randperm(n, generator=gen).chunk(cfg.minibatches):
             mb = exp.select(idx)
             logprobs, values, entropy = online.policy_forward(ctx.policy.model, head, mb.rollout, cfg.temperature,
-                                                             critic)
+                                                             critic, entropy="grad" if cfg.ent_coef else "metric")
             pg, pg_m = policy_loss(logprobs, mb.logprobs, mb.advantages, mb.mask, clip_range=clip_range)
             vf, vf_m = value_loss(values, mb.values, mb.returns, mb.mask,
                                   clip_range=cfg.value_clip_range if clip else float("inf"))
