@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 export OMP_NUM_THREADS ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: test test-slow demo venv clean leaderboard
+.PHONY: test test-slow demo venv clean leaderboard bench
 
 PLUGINS := plugins/alignzoo-kto plugins/alignzoo-grpo
 
@@ -56,6 +56,17 @@ leaderboard: venv
 	$(PY) -m alignzoo run -m +experiment=frontier budget=$(LEADERBOARD_BUDGET) 'algo.beta=0.03,0.3,1.0' hydra.sweep.dir=$(LEADERBOARD_RUNS)/frontier $(LEADERBOARD_ARGS)
 	$(PY) -m alignzoo board build $(LEADERBOARD_RUNS) --out leaderboard --title "alignzoo leaderboard"
 	if command -v chromium >/dev/null 2>&1; then $(PY) -m alignzoo.board.browser leaderboard; fi
+
+# Benchmarks against TRL and bare-PyTorch loops (BENCHMARKS.md): installs the bench extra (trl==1.16.0, under
+# constraints.txt so neither torch nor transformers moves), runs every comparison interleaved in fresh processes
+# (about 20 minutes on 2 cores), writes bench/results/<date>.json and regenerates BENCHMARKS.md.
+# BENCH_REPS=N rounds per comparison (default 5); BENCH_ARGS=--quick checks the pipeline in a few minutes.
+BENCH_REPS ?= 5
+BENCH_ARGS ?=
+
+bench: venv
+	$(PIP) install -q -c constraints.txt -e '.[bench]'
+	BENCH_REPS=$(BENCH_REPS) $(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .alignzoo_cache
