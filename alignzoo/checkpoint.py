@@ -155,7 +155,11 @@ def verify(path: Path) -> Optional[str]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return (f"it has format {manifest.get('format') if isinstance(manifest, dict) else None!r}; this alignzoo "
                 f"reads format {FORMAT}")
-    for name, info in manifest.get("files", {}).items():
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files or not all(
+            isinstance(i, dict) and {"bytes", "sha256"} <= set(i) for i in files.values()):
+        return f"{MANIFEST} lists no files with their sizes and checksums"
+    for name, info in files.items():
         f = path / name
         if not f.is_file():
             return f"{name} is missing"
@@ -389,7 +393,18 @@ def _restore_rng(saved: dict[str, Any], tensors: dict[str, Any]) -> None:
 
 
 def load(ctx: Any, state: TrainingState, path: Path) -> int:
-    """Restore ``state`` and the run's own state from the checkpoint at ``path``; returns its step."""
+    """Restore ``state`` and the run's own state from the checkpoint at ``path``; returns its step. A whole
+    checkpoint that does not fit this job's modules (another model shape, another loop) stops it with a message."""
+    try:
+        return _load(ctx, state, path)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this job ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); it "
+            "was written by other code or another model. Re-run with run.resume=false to start over (old "
+            "checkpoints are moved aside) or give this run its own hydra.run.dir") from None
+
+
+def _load(ctx: Any, state: TrainingState, path: Path) -> int:
     from safetensors.torch import load_file, load_model
 
     saved = json.loads((path / STATE).read_text())

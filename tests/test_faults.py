@@ -115,6 +115,20 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
+def _foreign_weights(env: Env) -> list[str]:
+    """A whole checkpoint (checksums match) whose policy file holds another model's tensors."""
+    from safetensors.torch import save_file
+
+    args = _damage("policy.safetensors", lambda p: save_file({"other.weight": torch.zeros(3, 3)}, str(p)))(env)
+    step = env.job / "checkpoints" / "step-00000004"
+    manifest = json.loads((step / "manifest.json").read_text())
+    manifest["files"]["policy.safetensors"] = {"bytes": (step / "policy.safetensors").stat().st_size,
+                                               "sha256": checkpoint._sha256(step / "policy.safetensors")}
+    (step / "manifest.json").write_text(json.dumps(manifest))
+    env.before.pop("checkpoints/step-00000004/manifest.json")
+    return args
+
+
 def _set_format(path: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["format"] = 99
@@ -342,6 +356,9 @@ FAULTS = [
           setup=_damage("manifest.json", lambda p: p.unlink()), check=_failed_record_aside),
     Fault("checkpoint-other-format", "checkpoints", [], 2, ("it has format 99; this alignzoo reads format 1",),
           setup=_damage("manifest.json", _set_format), check=_failed_record_aside),
+    Fault("checkpoint-of-another-model", "checkpoints", [], 2,
+          ("does not fit this job", "run.resume=false", "own hydra.run.dir"), setup=_foreign_weights,
+          check=_failed_record_aside),
     Fault("checkpoint-other-config", "checkpoints", ["algo.beta=0.2"], 2,
           ("was written by a different config (algo.beta: 0.1 -> 0.2)", "own hydra.run.dir", "run.resume=false"),
           setup=lambda env: _golden(env), check=_failed_record_aside),
