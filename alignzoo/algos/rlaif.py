@@ -92,12 +92,17 @@ def attach_reward(ctx: Any) -> None:
         ctx.note("rlaif: inner=ppo learns a reward model on the AI feedback (reward=learned)")
         ctx.reward = ctx.build_reward("learned")
     quality_gate(ctx.reward, ctx, online=True)
+    attached = []
     for key, conf in ctx.built["evaluator"].items():
         if key in ctx.evaluators:
             continue
         evaluator = ctx.registries["evaluator"].get(conf.name).factory(conf, ctx)
         if not (hasattr(evaluator, "skip_reason") and evaluator.skip_reason(ctx)):
             ctx.evaluators[key] = evaluator
+            attached.append(key)
+    if attached:
+        ctx.note(f"rlaif: evaluators {', '.join(attached)} run from the first evaluation after the reward model was "
+                 "trained (skipped at step 0, before it existed)")
 
 
 def train(cfg: RLAIFConfig, ctx: Any) -> Any:
