@@ -125,7 +125,7 @@ def render(results: dict[str, Any], *, source: Path | None = None) -> str:
         "every step from one step's end to the next (whatever the loop does in between counts), drops the first "
         "steps as warm-up and reports the median. A figure below is the median over rounds (min-max beside it); a "
         "ratio is the median of the same-round ratios.",
-        "" if not results.get("quick") else "\n**Quick run (`--quick`): too few steps and rounds to quote.**",
+        "" if not results.get("quick") else "\n**Quick run (`--quick`): too few steps and rounds to quote.**\n",
         "## Machine and conditions",
         "",
         "| | |", "|---|---|",

@@ -26,8 +26,8 @@ from bench.harness import ROOT, Comparison, loadavg, median, run_comparison
 RESULTS = ROOT / "bench" / "results"
 
 #: DPO response lengths and batch sizes of the scaling table (prompt 16 tokens)
-SCALING_GRID = [{"batch": 8, "response_len": 16}, {"batch": 8, "response_len": 32}, {"batch": 8, "response_len": 64},
-                {"batch": 8, "response_len": 128}, {"batch": 4, "response_len": 32}, {"batch": 16, "response_len": 32}]
+SCALING_GRID = [{"batch": 8, "response_len": 32}, {"batch": 8, "response_len": 64}, {"batch": 8, "response_len": 128},
+                {"batch": 4, "response_len": 32}, {"batch": 16, "response_len": 32}]
 
 
 def comparisons(quick: bool) -> list[Comparison]:
@@ -36,17 +36,16 @@ def comparisons(quick: bool) -> list[Comparison]:
         Comparison("dpo", "DPO step (8 pairs, prompt 16 + response 32 + EOS, policy and reference forwards)",
                    ["alignzoo_dpo", "bare_dpo", "trl_dpo"],
                    ratios=[("alignzoo_dpo", "bare_dpo"), ("trl_dpo", "alignzoo_dpo"), ("trl_dpo", "bare_dpo")],
-                   **({"warmup": 3, "measure": 10} if not quick else steps)),
+                   **({"warmup": 2, "measure": 8} if not quick else steps)),
         Comparison("online", "Online RL step (16 completions x 64 new tokens, VADER reward, reference model, "
                              "beta 0.04) and sampling alone",
-                   ["hf_generate", "alignzoo_rollout", "bare_kv_loop", "alignzoo_ppo", "alignzoo_a2c", "trl_grpo",
-                    "trl_rloo"],
-                   ratios=[("alignzoo_rollout", "hf_generate"), ("bare_kv_loop", "hf_generate"),
+                   ["hf_generate", "alignzoo_rollout", "alignzoo_ppo", "alignzoo_a2c", "trl_grpo", "trl_rloo"],
+                   ratios=[("alignzoo_rollout", "hf_generate"),
                            ("alignzoo_ppo", "hf_generate"), ("alignzoo_a2c", "hf_generate"),
                            ("trl_grpo", "hf_generate"), ("trl_rloo", "hf_generate"),
                            ("trl_grpo", "alignzoo_ppo"), ("trl_grpo", "alignzoo_a2c"),
                            ("trl_rloo", "alignzoo_ppo"), ("trl_rloo", "alignzoo_a2c")],
-                   per_token=True, **({"warmup": 1, "measure": 4} if not quick else steps)),
+                   per_token=True, **({"warmup": 1, "measure": 3} if not quick else steps)),
         Comparison("scaling", "DPO step time vs response length and batch size",
                    ["alignzoo_dpo", "bare_dpo"], ratios=[("alignzoo_dpo", "bare_dpo")],
                    params={"alignzoo_dpo": {"grid": SCALING_GRID}, "bare_dpo": {"grid": SCALING_GRID}},
@@ -173,6 +172,24 @@ def acceptance(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One results file from parts run separately (e.g. ``--only dpo,online`` and, at the same time, ``--only
+    scaling``): the first part's header, every part's comparisons and parity, the load of each part, acceptance
+    re-evaluated."""
+    out = {**parts[0], "comparisons": {}, "parts": []}
+    for part in parts:
+        out["comparisons"].update(part.get("comparisons", {}))
+        if "parity" in part:
+            out["parity"] = part["parity"]
+        out["parts"].append({"date": part["date"], "only": sorted(part.get("comparisons", {})), "load": part["load"],
+                             "wall_s": part.get("wall_s")})
+    out["load"] = {"uptime_start": min((p["load"]["uptime_start"] for p in parts), key=lambda u: u[:8]),
+                   "uptime_end": max((p["load"]["uptime_end"] for p in parts), key=lambda u: u[:8])}
+    out["wall_s"] = max(p.get("wall_s") or 0 for p in parts)
+    out["acceptance"] = acceptance(out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "5")),
@@ -182,9 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="results file (default bench/results/<date>.json)")
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"), help="report to regenerate")
     parser.add_argument("--report-only", default=None, metavar="FILE", help="only re-render the report from FILE")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="FILE",
+                        help="combine results files of parts run separately (--only) into --out, then re-render")
     args = parser.parse_args(argv)
     from bench.report import render
 
+    if args.merge:
+        results = merge([json.loads(Path(f).read_text()) for f in args.merge])
+        out = Path(args.out) if args.out else RESULTS / f"{results['date'][:10]}.json"
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        args.report_only = str(out)
     if args.report_only:
         results = json.loads(Path(args.report_only).read_text())
         Path(args.markdown).write_text(render(results, source=Path(args.report_only)))

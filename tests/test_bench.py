@@ -175,3 +175,22 @@ def test_the_rollout_sampler_draws_the_softmax_distribution_and_never_a_filtered
     again = ro.draw(probs.repeat_interleave(n, 0), ro.uniforms(3 * n, torch.Generator().manual_seed(1), "cpu"))
     assert torch.equal(again.view(3, n), picks)  # same generator state, same tokens
     assert torch.equal(ro.draw(torch.tensor([[0.0, 1.0, 0.0]]), torch.tensor([0.999])), torch.tensor([1]))
+
+
+def test_parts_run_separately_merge_into_one_results_file():
+    from bench.run import merge
+
+    main = {"date": "2026-11-27T14:50:00+00:00", "reps": 5, "wall_s": 900.0,
+            "load": {"uptime_start": "14:50:56 up 3:00", "uptime_end": "15:40:00 up 3:50"},
+            "comparisons": {"dpo": {"ratios": {"alignzoo_dpo/bare_dpo": {"median": 1.1, "rounds": 5}}}},
+            "parity": {"abs_diff": 2e-7, "same_token_ids": True}}
+    side = {"date": "2026-11-27T14:51:00+00:00", "reps": 3, "wall_s": 400.0,
+            "load": {"uptime_start": "14:51:00 up 3:01", "uptime_end": "15:05:00 up 3:15"},
+            "comparisons": {"scaling": {"ratios": {}}}}
+    merged = merge([main, side])
+    assert sorted(merged["comparisons"]) == ["dpo", "scaling"] and merged["reps"] == 5
+    assert merged["load"] == {"uptime_start": "14:50:56 up 3:00", "uptime_end": "15:40:00 up 3:50"}
+    assert [p["only"] for p in merged["parts"]] == [["dpo"], ["scaling"]] and merged["wall_s"] == 900.0
+    lines = {a["line"]: a["met"] for a in merged["acceptance"]}
+    assert lines["alignzoo DPO step <= 1.15x the bare PyTorch loop"] is True
+    assert lines["DPO loss parity with TRL (|alignzoo - TRL|, same weights and batch)"] is True
