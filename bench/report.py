@@ -145,6 +145,8 @@ def render(results: dict[str, Any], *, source: Path | None = None) -> str:
         "time and widens the min-max ranges; interleaving keeps the same-round ratios fair, but treat absolute "
         "times as upper bounds.",
         "",
+        *[f"- {note}" for note in results.get("notes", [])],
+        "" if results.get("notes") else None,
         "## Acceptance",
         "",
         "| line | target | measured (wall clock) | met | measured (CPU time) | met on CPU time |",
@@ -241,4 +243,4 @@ def render(results: dict[str, Any], *, source: Path | None = None) -> str:
         "```",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line is not None)

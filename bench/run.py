@@ -167,7 +167,7 @@ def acceptance(results: dict[str, Any]) -> list[dict[str, Any]]:
     if par:
         diff = par.get("abs_diff")
         ok = None if diff is None else bool(diff <= 1e-5 and par.get("same_token_ids"))
-        out.append({"line": "DPO loss parity with TRL (|alignzoo - TRL|, same weights and batch)", "value": diff,
+        out.append({"line": "DPO loss parity with TRL (absolute difference, same weights and batch)", "value": diff,
                     "met": ok, "value_cpu": None, "met_cpu": None, "target": "<= 1e-05"})
     return out
 
@@ -201,11 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", default=None, metavar="FILE", help="only re-render the report from FILE")
     parser.add_argument("--merge", nargs="+", default=None, metavar="FILE",
                         help="combine results files of parts run separately (--only) into --out, then re-render")
+    parser.add_argument("--note", action="append", default=[], help="a note for the results file and the report "
+                                                                      "(with --merge; repeatable)")
     args = parser.parse_args(argv)
     from bench.report import render
 
     if args.merge:
         results = merge([json.loads(Path(f).read_text()) for f in args.merge])
+        results["notes"] = results.get("notes", []) + args.note
         out = Path(args.out) if args.out else RESULTS / f"{results['date'][:10]}.json"
         out.write_text(json.dumps(results, indent=1) + "\n")
         args.report_only = str(out)

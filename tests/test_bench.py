@@ -101,7 +101,7 @@ def test_acceptance_lines_and_the_report_come_from_the_results():
     trl = lines["alignzoo DPO step >= 2x faster than TRL DPOTrainer"]
     assert (trl["met"], trl["met_cpu"]) == (True, False)
     assert lines["alignzoo PPO step <= 1.6x bare generation (HF generate) of its rollouts"]["met"] is None  # not run
-    assert lines["DPO loss parity with TRL (|alignzoo - TRL|, same weights and batch)"]["met"] is True
+    assert lines["DPO loss parity with TRL (absolute difference, same weights and batch)"]["met"] is True
     results["acceptance"] = list(lines.values())
     md = render(results)
     assert "| `alignzoo_dpo` | 0.200 | 0.200-0.200 | 40.0 | 1.05 (0.95-1.16) | 0.100 |" in md
@@ -193,4 +193,4 @@ def test_parts_run_separately_merge_into_one_results_file():
     assert [p["only"] for p in merged["parts"]] == [["dpo"], ["scaling"]] and merged["wall_s"] == 900.0
     lines = {a["line"]: a["met"] for a in merged["acceptance"]}
     assert lines["alignzoo DPO step <= 1.15x the bare PyTorch loop"] is True
-    assert lines["DPO loss parity with TRL (|alignzoo - TRL|, same weights and batch)"] is True
+    assert lines["DPO loss parity with TRL (absolute difference, same weights and batch)"] is True
