@@ -29,7 +29,8 @@ def test_dpo_run_writes_ok_record_with_falling_loss_and_eval_metrics(tmp_path, p
         assert key in on_disk.metrics, key
     assert [h["step"] for h in on_disk.history] == [0, 12]
     assert on_disk.history[0]["eval/kl"] == 0.0  # KL(ref || ref) is exactly 0 before training
-    assert on_disk.metrics["eval/kl"] > 0
+    # trained away from the reference; the k1 estimate on 32 sampled prompts can fall either side of 0 at this size
+    assert on_disk.metrics["eval/kl"] != 0.0
     assert on_disk.tokens > 0 and on_disk.wall_time_s > 0 and on_disk.peak_memory_mb > 0
     assert on_disk.config["algo"]["beta"] == 0.1 and on_disk.versions["torch"]
 
