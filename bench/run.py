@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", nargs="+", default=None, metavar="FILE",
                         help="combine results files of parts run separately (--only) into --out, then re-render")
     parser.add_argument("--note", action="append", default=[], help="a note for the results file and the report "
-                                                                      "(with --merge; repeatable)")
+                                                                      "(with --merge or --report-only; repeatable)")
     args = parser.parse_args(argv)
     from bench.report import render
 
@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         args.report_only = str(out)
     if args.report_only:
         results = json.loads(Path(args.report_only).read_text())
+        if args.note and not args.merge:  # notes added to an existing results file
+            results["notes"] = results.get("notes", []) + args.note
+            Path(args.report_only).write_text(json.dumps(results, indent=1) + "\n")
         Path(args.markdown).write_text(render(results, source=Path(args.report_only)))
         print(f"wrote {args.markdown}")
         return 0
