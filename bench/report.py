@@ -134,7 +134,7 @@ def render(results: dict[str, Any], *, source: Path | None = None) -> str:
         f"| memory | {m['memory_gib']} GiB |",
         f"| platform | {m['platform']}, Python {m['python']} |",
         f"| threads / dtype | {m['torch_threads']} torch thread, {m['dtype']} |",
-        f"| versions | " + ", ".join(f"{k} {val}" for k, val in v.items()) + " |",
+        "| versions | " + ", ".join(f"{k} {val}" for k, val in v.items()) + " |",
         f"| git | {results.get('git')} |",
         f"| load at start | `{load.get('uptime_start')}` |",
         f"| load at end | `{load.get('uptime_end')}` |",

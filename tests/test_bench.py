@@ -11,7 +11,6 @@ import math
 import pytest
 import torch
 
-from bench import harness
 from bench.harness import Comparison, case_summary, run_comparison, same_round_ratios, schedule
 
 
