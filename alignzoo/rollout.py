@@ -114,6 +114,11 @@ def filter_logits(logits: Tensor, *, top_k: int = 0, top_p: float = 1.0) -> Tens
     return logits
 
 
+#: the sampling method's version; stages that sample put it in their cache key, so a change of sampler (the same
+#: distribution, other tokens for a given seed) rebuilds them instead of reusing samples drawn the old way
+SAMPLER = "inverse-cdf-1"
+
+
 def draw(probs: Tensor, uniform: Tensor) -> Tensor:
     """One token per row of ``probs`` ``[B, V]`` by inverse-CDF sampling with ``uniform`` ``[B]`` in [0, 1): the
     first token whose cumulative probability exceeds ``uniform * total``. The same distribution as

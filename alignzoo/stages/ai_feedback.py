@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from alignzoo.rollout import SAMPLER
 from alignzoo.stages.cache import StageResult
 
 COLUMNS = ("prompt", "chosen", "rejected", "chosen_gold", "rejected_gold", "chosen_ended", "rejected_ended",
@@ -129,7 +130,7 @@ def critic_feedback(task: Any, policy: Any) -> StageResult:
     critic = build_critic(ctx)
     config = {"sft": task._sft.key, "policy": policy.info.get("sl_cai_stage"), **task._corpus_key, "prompts": c.feedback_prompts, "k": c.completions_per_prompt,
               "max_new_tokens": c.max_new_tokens, "missing_eos_penalty": c.missing_eos_penalty, "seed": c.stage_seed,
-              "labeler": critic_description(critic)}
+              "labeler": critic_description(critic), "sampler": SAMPLER}
 
     def build(out: Path) -> dict[str, Any]:
         prompts = task.prompts["feedback"]

@@ -78,10 +78,12 @@ def critique_revision(ctx: Any, task: Any, policy: Any, critic: Any, cfg: Critiq
     """Revise, fine-tune, cache; returns the stage (``path/policy`` is the SL-CAI policy, ``path/data`` the
     revisions)."""
     from alignzoo.critics.base import critic_description
+    from alignzoo.rollout import SAMPLER
 
     prompts = list(task.train_prompts(policy))[:cfg.prompts]
     config = {"policy": policy.info.get("sft_stage") or policy.info.get("source", policy.name),
-              "prompts": [len(prompts), prompts[:3]], "critic": critic_description(critic), **cfg.__dict__}
+              "prompts": [len(prompts), prompts[:3]], "critic": critic_description(critic), "sampler": SAMPLER,
+              **cfg.__dict__}
 
     def build(out: Path) -> dict[str, Any]:
         import copy

@@ -186,6 +186,7 @@ class SentimentTask:
     # -- data for algorithms and evaluators -------------------------------------------------------------------
     def feedback(self, policy: Any) -> StageResult:
         """The simulated-annotator dataset for the SFT policy (cached)."""
+        from alignzoo.rollout import SAMPLER
         from alignzoo.stages.feedback import annotator_pool, build_feedback
 
         if self._feedback is not None:
@@ -209,7 +210,7 @@ class SentimentTask:
         config = {"sft": self._sft.key, **self._corpus_key, "prompts": c.feedback_prompts,
                   "k": c.completions_per_prompt, "max_new_tokens": c.max_new_tokens,
                   "annotators": [a.__dict__ for a in pool], "overlap": c.overlap_share,
-                  "missing_eos_penalty": c.missing_eos_penalty, "seed": c.stage_seed}
+                  "missing_eos_penalty": c.missing_eos_penalty, "seed": c.stage_seed, "sampler": SAMPLER}
 
         def build(out: Path) -> dict[str, Any]:
             total = len(self.prompts["feedback"]) * c.completions_per_prompt
