@@ -43,7 +43,7 @@ demo: venv
 
 # The published leaderboard: the zoo sweep (every built-in optimizer + the SFT row, 3 seeds) and the DPO-family
 # reward-vs-KL frontier on the embedded task at budget=standard, then `alignzoo board build` into leaderboard/.
-# Hours on a 2-core CPU (estimate in the README). LEADERBOARD_ARGS=launcher=joblib runs two jobs at a time;
+# About 2 h 16 min on this 2-core CPU with two jobs and cached stages (see the README). LEADERBOARD_ARGS=launcher=joblib runs two jobs at a time;
 # LEADERBOARD_BUDGET=quick gives a rough board in a fraction of the time. Runs land in a fresh timestamped folder.
 # The frontier skips beta=0.1 (the default), which the zoo sweep already ran.
 LEADERBOARD_STAMP  := $(shell date +%Y-%m-%d_%H-%M-%S)
