@@ -248,7 +248,8 @@ def test_human_feedback_needs_usable_labels(tmp_path):
 def test_human_feedback_builds_the_simulated_stage_columns_with_gold_and_agreement(tmp_path):
     import datasets
 
-    from alignzoo.stages.human_feedback import COLUMNS, human_feedback
+    from alignzoo.stages.feedback import COLUMNS
+    from alignzoo.stages.human_feedback import human_feedback
 
     rows = [{"prompt": "the film was", "completions": [" great", " awful"]},
             {"prompt": "the film was", "completions": [" awful great", " great great"]},

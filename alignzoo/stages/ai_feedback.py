@@ -19,31 +19,7 @@ import numpy as np
 
 from alignzoo.rollout import SAMPLER
 from alignzoo.stages.cache import StageResult
-
-COLUMNS = ("prompt", "chosen", "rejected", "chosen_gold", "rejected_gold", "chosen_ended", "rejected_ended",
-           "annotator", "completions", "gold", "ended", "ranking", "chosen_prob", "rejected_prob")
-
-
-def sample_groups(policy: Any, prompts: list[str], *, k: int, max_new_tokens: int, seed: int, batch_size: int = 256,
-                  progress: Callable[[int], None] | None = None) -> tuple[list[str], list[bool]]:
-    """K completions per prompt (prompt-major order) and whether each ended with EOS."""
-    import torch
-
-    from alignzoo import rollout as ro
-
-    repeated = [p for p in prompts for _ in range(k)]
-    texts, ended = [], []
-    gen = torch.Generator(device=policy.device).manual_seed(seed)
-    encoded = [ids[-max(1, policy.max_length - max_new_tokens):] for ids in policy.encode_prompts(repeated)]
-    for i in range(0, len(encoded), batch_size):
-        r = ro.generate(policy.model, encoded[i:i + batch_size], eos_id=policy.eos_id, pad_id=policy.pad_id,
-                        max_new_tokens=max_new_tokens, generator=gen)
-        texts += r.texts(policy.tokenizer)
-        ended += r.ended.tolist()
-        if progress is not None:
-            progress(len(texts))
-    return texts, ended
-
+from alignzoo.stages.feedback import COLUMNS, columns, feedback_row, sample_groups
 
 def agreement(chosen_gold: np.ndarray, rejected_gold: np.ndarray, chosen_prob: np.ndarray | None = None
               ) -> dict[str, float]:
@@ -70,16 +46,12 @@ def label_with_critic(out_dir: Path, critic: Any, prompts: list[str], texts: lis
     groups = [slice(i * k, (i + 1) * k) for i in range(len(prompts))]
     rankings, matrices, judged = rank_groups(critic, prompts, [texts[s] for s in groups], [ended[s] for s in groups],
                                              rng=np.random.default_rng(seed))
-    rows: dict[str, list] = {c: [] for c in COLUMNS}
+    labelled = []
     for prompt, s, order, m in zip(prompts, groups, rankings, matrices):
-        comps, g, e = texts[s], gold[s], ended[s]
-        b, w = order[0], order[-1]
-        p = float(m[b, w])
-        for key, value in (("prompt", prompt), ("chosen", comps[b]), ("rejected", comps[w]), ("chosen_gold", g[b]),
-                           ("rejected_gold", g[w]), ("chosen_ended", e[b]), ("rejected_ended", e[w]),
-                           ("annotator", critic.name), ("completions", comps), ("gold", g), ("ended", e),
-                           ("ranking", order), ("chosen_prob", p), ("rejected_prob", 1.0 - p)):
-            rows[key].append(value)
+        p = float(m[order[0], order[-1]])  # the critic's probability that the chosen beats the rejected
+        labelled.append({**feedback_row(prompt, texts[s], gold[s], ended[s], order, critic.name),
+                         "chosen_prob": p, "rejected_prob": 1.0 - p})
+    rows = columns(labelled, (*COLUMNS, "chosen_prob", "rejected_prob"))
     datasets.Dataset.from_dict(rows).save_to_disk(str(out_dir / "data"))
     probs = np.asarray(rows["chosen_prob"])
     stats = agreement(np.asarray(rows["chosen_gold"]), np.asarray(rows["rejected_gold"]), probs)

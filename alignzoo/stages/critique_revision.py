@@ -43,7 +43,7 @@ def revise(critic: Any, policy: Any, prompts: list[str], cfg: CritiqueRevisionCo
            ) -> dict[str, list]:
     """Originals, critiques (LM critics) and revisions for ``prompts``, with EOS flags."""
     from alignzoo.critics.base import rank_groups
-    from alignzoo.stages.ai_feedback import sample_groups
+    from alignzoo.stages.feedback import sample_groups
 
     writes = hasattr(critic, "critique_and_revise")
     k = 1 if writes else 1 + cfg.rewrites

@@ -85,11 +85,30 @@ def label_groups(golds: list[list[float]], n_words: list[list[int]], pool: list[
     return labels, stats
 
 
-def build_feedback(out_dir: Any, policy: Any, prompts: list[str], *, gold_fn: Callable[[list[str], list[bool]], list],
-                   k: int, max_new_tokens: int, pool: list[Annotator], overlap_share: float, seed: int,
-                   batch_size: int = 256, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Sample, score, label and save the feedback dataset into ``out_dir/data``; returns stage metadata."""
-    import datasets
+#: the feedback dataset's columns, whoever labels it (simulated annotators, a critic, people)
+COLUMNS = ("prompt", "chosen", "rejected", "chosen_gold", "rejected_gold", "chosen_ended", "rejected_ended",
+           "annotator", "completions", "gold", "ended", "ranking")
+
+
+def feedback_row(prompt: str, completions: Sequence[str], gold: Sequence[float], ended: Sequence[bool],
+                 ranking: Sequence[int], annotator: str) -> dict[str, Any]:
+    """One row of the feedback dataset: the group's best (``chosen``) and worst (``rejected``) completion under
+    ``ranking`` (indices, best first), with the whole group kept for K-wise losses and analysis."""
+    b, w = ranking[0], ranking[-1]
+    return {"prompt": prompt, "chosen": completions[b], "rejected": completions[w], "chosen_gold": gold[b],
+            "rejected_gold": gold[w], "chosen_ended": ended[b], "rejected_ended": ended[w], "annotator": annotator,
+            "completions": list(completions), "gold": list(gold), "ended": list(ended), "ranking": list(ranking)}
+
+
+def columns(rows: list[dict[str, Any]], names: Sequence[str] = COLUMNS) -> dict[str, list]:
+    """Rows as the column dict ``datasets.Dataset.from_dict`` takes."""
+    return {c: [r[c] for r in rows] for c in names}
+
+
+def sample_groups(policy: Any, prompts: list[str], *, k: int, max_new_tokens: int, seed: int, batch_size: int = 256,
+                  progress: Callable[[int], None] | None = None) -> tuple[list[str], list[bool]]:
+    """K completions per prompt (prompt-major order) and whether each ended with EOS; prompts are cut from the left
+    to leave room for ``max_new_tokens`` in the policy's context."""
     import torch
 
     from alignzoo import rollout as ro
@@ -97,7 +116,7 @@ def build_feedback(out_dir: Any, policy: Any, prompts: list[str], *, gold_fn: Ca
     repeated = [p for p in prompts for _ in range(k)]
     texts, ended = [], []
     gen = torch.Generator(device=policy.device).manual_seed(seed)
-    encoded = policy.encode_prompts(repeated)
+    encoded = [ids[-max(1, policy.max_length - max_new_tokens):] for ids in policy.encode_prompts(repeated)]
     for i in range(0, len(encoded), batch_size):
         r = ro.generate(policy.model, encoded[i:i + batch_size], eos_id=policy.eos_id, pad_id=policy.pad_id,
                         max_new_tokens=max_new_tokens, generator=gen)
@@ -105,22 +124,24 @@ def build_feedback(out_dir: Any, policy: Any, prompts: list[str], *, gold_fn: Ca
         ended += r.ended.tolist()
         if progress is not None:
             progress(len(texts))
+    return texts, ended
+
+
+def build_feedback(out_dir: Any, policy: Any, prompts: list[str], *, gold_fn: Callable[[list[str], list[bool]], list],
+                   k: int, max_new_tokens: int, pool: list[Annotator], overlap_share: float, seed: int,
+                   batch_size: int = 256, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Sample, score, label and save the feedback dataset into ``out_dir/data``; returns stage metadata."""
+    import datasets
+
+    texts, ended = sample_groups(policy, prompts, k=k, max_new_tokens=max_new_tokens, seed=seed,
+                                 batch_size=batch_size, progress=progress)
     gold = [float(x) for x in gold_fn(texts, ended)]
     n_words = [len(t.split()) for t in texts]
     groups = [slice(i * k, (i + 1) * k) for i in range(len(prompts))]
     labels, stats = label_groups([gold[s] for s in groups], [n_words[s] for s in groups], pool,
                                  overlap_share=overlap_share, seed=seed + 1)
-    rows: dict[str, list] = {c: [] for c in ("prompt", "chosen", "rejected", "chosen_gold", "rejected_gold",
-                                             "chosen_ended", "rejected_ended", "annotator", "completions", "gold",
-                                             "ended", "ranking")}
-    for prompt, s, lab in zip(prompts, groups, labels):
-        comps, g, e = texts[s], gold[s], ended[s]
-        b, w = lab["chosen_index"], lab["rejected_index"]
-        for key, value in (("prompt", prompt), ("chosen", comps[b]), ("rejected", comps[w]),
-                           ("chosen_gold", g[b]), ("rejected_gold", g[w]), ("chosen_ended", e[b]),
-                           ("rejected_ended", e[w]), ("annotator", lab["annotator"]), ("completions", comps),
-                           ("gold", g), ("ended", e), ("ranking", lab["ranking"])):
-            rows[key].append(value)
+    rows = columns([feedback_row(prompt, texts[s], gold[s], ended[s], lab["ranking"], lab["annotator"])
+                    for prompt, s, lab in zip(prompts, groups, labels)])
     datasets.Dataset.from_dict(rows).save_to_disk(str(out_dir / "data"))
     stats.update({"prompts": len(prompts), "completions_per_prompt": k, "mean_gold": float(np.mean(gold)),
                   "eos_share": float(np.mean(ended)), "mean_words": float(np.mean(n_words)),

@@ -17,24 +17,15 @@ from typing import Any
 
 from alignzoo.errors import DataError
 from alignzoo.stages.cache import StageResult, run_stage
+from alignzoo.stages.feedback import columns, feedback_row
 
-COLUMNS = ("prompt", "chosen", "rejected", "chosen_gold", "rejected_gold", "chosen_ended", "rejected_ended",
-           "annotator", "completions", "gold", "ended", "ranking")
 FORMAT = 1  # bump when the rows or metadata this stage writes change
 
 
 def feedback_rows(pairs: list[dict[str, Any]], gold: list[list[float]], ended: list[list[bool]]) -> dict[str, list]:
     """The feedback dataset's columns from usable judgments and the gold scores / EOS flags of their completions."""
-    rows: dict[str, list] = {c: [] for c in COLUMNS}
-    for r, g, e in zip(pairs, gold, ended):
-        b, w = r["ranking"][0], r["ranking"][-1]
-        comps = r["completions"]
-        for key, value in (("prompt", r["prompt"]), ("chosen", comps[b]), ("rejected", comps[w]),
-                           ("chosen_gold", g[b]), ("rejected_gold", g[w]), ("chosen_ended", e[b]),
-                           ("rejected_ended", e[w]), ("annotator", r["annotator"]), ("completions", list(comps)),
-                           ("gold", list(g)), ("ended", list(e)), ("ranking", list(r["ranking"]))):
-            rows[key].append(value)
-    return rows
+    return columns([feedback_row(r["prompt"], r["completions"], g, e, r["ranking"], r["annotator"])
+                    for r, g, e in zip(pairs, gold, ended)])
 
 
 def _simulated_pool(task: Any) -> list[Any]:
