@@ -241,4 +241,20 @@ def validate(cfg: DictConfig, registries: Registries) -> tuple[dict[str, Any], l
     for kind in ("algo", "task", "model"):
         if cfg.get(kind) is None:
             problems.append(f"{kind} is not set; choose one with {kind}=<name>")
+    problems += _apply_algo_labeler(built)
     return built, problems
+
+
+def _apply_algo_labeler(built: dict[str, Any]) -> list[str]:
+    """An algorithm whose config class declares ``LABELER`` (rlaif: ``"critic"``) fixes who labels its feedback:
+    it replaces the default labeler before anything reads the feedback; an explicit other labeler is a problem."""
+    algo, labeler = built.get("algo"), built.get("labeler")
+    wanted = getattr(type(algo), "LABELER", None)
+    if wanted is None or labeler is None or labeler.name == wanted:
+        return []
+    if labeler.name != "simulated":
+        what = {"critic": "AI feedback", "human": "human labels"}.get(wanted, f"labeler={wanted}")
+        return [f"labeler={labeler.name}: algo={algo.name} learns from {what} (labeler={wanted}); drop "
+                f"labeler={labeler.name} (or use algo=dpo to learn from those labels)"]
+    built["labeler"] = LabelerConfig(name=wanted)
+    return []

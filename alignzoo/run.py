@@ -13,6 +13,7 @@ error and traceback, and keeps everything measured before it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -313,6 +314,7 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
         built, problems = validate(cfg, state.registries)
         if problems:
             raise ConfigError(problems)
+        record.config["labeler"] = dataclasses.asdict(built["labeler"])  # as applied (an algorithm may fix it)
         _seed_everything(cfg.seed, built["run"].threads)
         _quiet_libraries()
         engine = distributed.setup(device=built["run"].device, precision=built["run"].precision)

@@ -30,6 +30,7 @@ INNER = ("dpo", "ppo", "none")
 
 @dataclass
 class RLAIFConfig:
+    LABELER = "critic"  # not a field: the feedback stage is labelled by the critic (applied by config.validate)
     name: str = "rlaif"
     inner: str = "dpo"  # dpo (AI pairs into DPO) | ppo (AI pairs -> reward model -> PPO) | none (no RL step)
     sl_cai: bool = False  # first fine-tune on the critic's critique-revisions (SL-CAI), then run the inner optimizer
@@ -48,21 +49,9 @@ class RLAIFConfig:
 
 
 def use_ai_feedback(ctx: Any) -> Any:
-    """Force ``labeler=critic`` for this run and build its critic; the record shows both."""
-    from alignzoo.config import LabelerConfig
+    """Build the run's critic (``labeler=critic`` is already applied: ``RLAIFConfig.LABELER``); the record shows it."""
     from alignzoo.critics import build_critic
 
-    labeler = ctx.built["labeler"]
-    if labeler.name == "human":
-        raise AlignzooError("algo=rlaif learns from AI feedback, but labeler=human is set; drop labeler=human "
-                            "(or use algo=dpo to learn from the human labels)")
-    if labeler.name != "critic":
-        ctx.built["labeler"] = LabelerConfig(name="critic")
-        ctx.record.config["labeler"] = {"name": "critic", "path": None}
-        task = ctx.task
-        if getattr(task, "_feedback", None) is not None:  # simulated feedback built earlier in this run: drop it
-            task._feedback = None
-            task.__dict__.pop("_feedback_data", None)
     if not hasattr(ctx.task, "feedback"):
         raise AlignzooError(f"algo=rlaif needs a task whose feedback stage a critic can label (task=sentiment); "
                             f"task={ctx.task.name} has none")
