@@ -31,6 +31,11 @@ class Rollout:
     def input_ids(self) -> Tensor:
         return torch.cat([self.prompt_ids, self.completion_ids], dim=1)
 
+    def select(self, idx: Tensor) -> "Rollout":
+        """The rows ``idx`` (in that order)."""
+        return Rollout(self.prompt_ids[idx], self.prompt_mask[idx], self.completion_ids[idx],
+                       self.completion_mask[idx], self.logprobs[idx], self.ended[idx])
+
     @property
     def attention_mask(self) -> Tensor:
         return torch.cat([self.prompt_mask, self.completion_mask], dim=1)

@@ -217,6 +217,11 @@ def render(results: dict[str, Any], *, source: Path | None = None) -> str:
         "- PPO's experience collection computed an entropy it discarded, and its update back-propagated through an "
         "entropy term whose coefficient is 0: the entropy is now computed only where it is used, without a gradient "
         "when it is only logged. The decoding loop no longer runs a forward after the last token.",
+        "- PPO/A2C ran the policy and value forward twice over the same rows at the same weights: once without "
+        "gradients for the old log-probs and values, once in the first update. With one minibatch (A2C, and PPO's "
+        "default) collection now runs the first update's forward itself (training mode, gradients, the update's row "
+        "order) and the update reuses it: one forward fewer per iteration, the same numbers (a test compares fused "
+        "and separate runs; the leaderboard's PPO and A2C records are bit-identical on this machine).",
         "- What is left in generation is per-step module and dispatch overhead of the HF model (a few ms per step "
         "for 2 layers), shared with HF generate. TRL's DPOTrainer spends its extra time in its chunked fused "
         "LM-head log-prob code and per-step extra metrics; GRPO/RLOO in HF generate plus their scoring forwards.",

@@ -213,3 +213,38 @@ def test_rollout_log_probs_match_hf_generate():
         assert r.completion_ids[b, :n].tolist() == hf_tokens[b, :n].tolist()
         want = hf_lp[b, torch.arange(n), hf_tokens[b, :n]]
         assert torch.allclose(r.logprobs[b, :n], want, atol=1e-4)
+
+
+@pytest.mark.parametrize("algo,extra", [("a2c", []), ("ppo", ["algo.epochs=2", "algo.ent_coef=0.01"])])
+def test_first_update_reuses_the_collection_forward_with_the_same_results(algo, extra, tmp_path, smoke_cache,
+                                                                          monkeypatch):
+    """With one minibatch, collect runs the first optimizer step's forward (training mode, gradients, the step's
+    row order) and the step reuses it: one policy forward fewer per iteration, the same training."""
+    from alignzoo.algos import online, ppo
+
+    calls = []
+    forward = online.policy_forward
+    monkeypatch.setattr(online, "policy_forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    overrides = [*SMOKE, f"algo={algo}", *extra, f"run.cache_dir={smoke_cache}", "train.steps=4"]
+    fused = run_tiny(overrides, tmp_path / "fused", tiny=False)
+    fused_calls, calls[:] = len(calls), []
+    monkeypatch.setattr(ppo, "fuses_first_update", lambda *a: False)
+    separate = run_tiny(overrides, tmp_path / "separate", tiny=False)
+    epochs = 2 if algo == "ppo" else 1
+    assert fused.status == separate.status == "ok"
+    assert (fused_calls, len(calls)) == (4 * epochs, 4 * (epochs + 1))
+    train = [k for k in separate.metrics if k.startswith("train/")]
+    assert len(train) > 10
+    for key in [*train, "eval/gold_reward", "eval/kl"]:
+        assert fused.metrics[key] == pytest.approx(separate.metrics[key], rel=1e-5, abs=1e-7), key
+    assert fused.metrics["train/ratio"] != 1.0 or epochs == 1  # the second pass saw moved weights
+
+
+def test_first_update_fusion_needs_one_minibatch_and_no_dropout():
+    from alignzoo.algos.ppo import PPOConfig, fuses_first_update
+
+    plain, dropout = torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
+    assert fuses_first_update(PPOConfig(), plain, None)
+    assert not fuses_first_update(PPOConfig(minibatches=2), plain, None)
+    assert not fuses_first_update(PPOConfig(), plain, dropout)  # e.g. a separate critic with dropout
+    assert fuses_first_update(PPOConfig(), torch.nn.Sequential(torch.nn.Dropout(0.0)))

@@ -4,7 +4,8 @@
 2. Score them with the reward model; a completion that never produced EOS loses ``missing_eos_penalty``
    (TRL's "EOS trick").
 3. Log-probs of the sampled tokens under the policy (a training-graph forward at the sampling temperature, so the
-   first PPO ratio is exactly 1) and the frozen reference; values from the value head.
+   first PPO ratio is exactly 1) and the frozen reference; values from the value head. With one minibatch this
+   policy forward is the first update's own forward, kept for it (``collect``'s ``first_order``).
 4. Per-token reward: -beta * KL_t everywhere plus the score on the last completion token (EOS when it ended).
 5. GAE advantages and returns; advantages whitened over the batch's valid tokens.
 
@@ -51,14 +52,21 @@ class Experience:
     advantages: Tensor  # [B, N] whitened
     returns: Tensor  # [B, N]
     kl: Tensor  # [B] sequence KL (k1 sum) of the sampled completions
+    first_update: "FirstUpdate | None" = None  # the first optimizer step's forward, when collect ran it
 
     def select(self, idx: Tensor) -> "Experience":
-        r = self.rollout
-        sub = ro.Rollout(r.prompt_ids[idx], r.prompt_mask[idx], r.completion_ids[idx], r.completion_mask[idx],
-                         r.logprobs[idx], r.ended[idx])
-        return Experience(sub, *(getattr(self, k)[idx] for k in ("mask", "logprobs", "ref_logprobs", "values",
-                                                                   "scores", "rewards", "advantages", "returns",
-                                                                   "kl")))
+        return Experience(self.rollout.select(idx), *(getattr(self, k)[idx] for k in (
+            "mask", "logprobs", "ref_logprobs", "values", "scores", "rewards", "advantages", "returns", "kl")))
+
+
+@dataclass
+class FirstUpdate:
+    """The forward of an iteration's first optimizer step, run by ``collect`` (see there): its rows in the step's
+    order, and its outputs with their autograd graph."""
+    order: Tensor  # [B] the rows of the experience, in the order the first minibatch takes them
+    logprobs: Tensor  # [B, N], in ``order``
+    values: Tensor
+    entropy: Tensor | None
 
 
 def policy_forward(model: Any, value_head: nn.Module, r: Any, temperature: float,
@@ -94,8 +102,15 @@ def reward_for(ctx: Any) -> Any:
 
 @torch.no_grad()
 def collect(ctx: Any, cfg: Any, prompts: list[str], value_head: nn.Module, reward: Any, beta: float,
-            generator: torch.Generator, value_model: Any = None) -> Experience:
-    """Steps 1-5 of the module docstring for one batch of prompts (this rank's shard of it, under a launcher)."""
+            generator: torch.Generator, value_model: Any = None, *, first_order: Tensor | None = None,
+            entropy: str = "none") -> Experience:
+    """Steps 1-5 of the module docstring for one batch of prompts (this rank's shard of it, under a launcher).
+
+    With ``first_order`` (the row order of the first optimizer step, when that step takes the whole batch and the
+    model has no dropout), step 3's policy forward is that step's forward: in training mode, with gradients, rows in
+    ``first_order``, entropy as ``entropy`` asks. Its detached outputs are the old log-probs and values (the same
+    numbers: the weights have not moved yet) and the update reuses it (``Experience.first_update``) instead of a
+    second forward over the same rows."""
     policy, reference = ctx.policy, ctx.reference
     engine = distributed.current()
     shard = engine.row_shard(len(prompts))
@@ -108,7 +123,17 @@ def collect(ctx: Any, cfg: Any, prompts: list[str], value_head: nn.Module, rewar
     scores = reward.score(prompts, texts, r.ended).to(r.completion_ids.device).float()
     scores = scores - cfg.missing_eos_penalty * (~r.ended).float()
     mask = r.completion_mask
-    logprobs, values, _ = policy_forward(policy.model, value_head, r, cfg.temperature, value_model, entropy="none")
+    first = None
+    if first_order is None:
+        logprobs, values, _ = policy_forward(policy.model, value_head, r, cfg.temperature, value_model, entropy="none")
+    else:
+        policy.model.train()
+        with torch.enable_grad():
+            outputs = policy_forward(policy.model, value_head, r.select(first_order), cfg.temperature, value_model,
+                                     entropy=entropy)
+        first = FirstUpdate(first_order, *outputs)
+        inverse = torch.argsort(first_order)
+        logprobs, values = first.logprobs.detach()[inverse], first.values.detach()[inverse]
     ref_logprobs = ro.completion_logprobs(reference.model, r, temperature=cfg.temperature)
     kl_tok = kl_penalty(logprobs, ref_logprobs, estimator=cfg.kl_estimator)
     rewards = -beta * kl_tok * mask
@@ -121,7 +146,7 @@ def collect(ctx: Any, cfg: Any, prompts: list[str], value_head: nn.Module, rewar
         advantages = masked_whiten(advantages, mask)
     seq_kl = ((logprobs - ref_logprobs) * mask).sum(-1)
     ctx.add_tokens(int(r.attention_mask.sum()) * 3)
-    return Experience(r, mask, logprobs, ref_logprobs, values, scores, rewards, advantages, returns, seq_kl)
+    return Experience(r, mask, logprobs, ref_logprobs, values, scores, rewards, advantages, returns, seq_kl, first)
 
 
 def rollout_metrics(exp: Experience, beta: float) -> dict[str, float]:

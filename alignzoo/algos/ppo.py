@@ -164,22 +164,41 @@ def ptx_batches(ctx: Any, batch_size: int):
             yield sft_batch(p, c, pol.pad_id, pol.max_length)
 
 
+def update_orders(seed: int, step: int, rows: int, epochs: int) -> list[Tensor]:
+    """The row order of each pass over an iteration's experience (a seeded shuffle per pass), drawn up front so
+    that collection can run the first step's forward (``online.collect``'s ``first_order``)."""
+    gen = torch.Generator().manual_seed(seed * 1000 + step)
+    return [torch.randperm(rows, generator=gen) for _ in range(epochs)]
+
+
+def fuses_first_update(cfg: Any, *models: Any) -> bool:
+    """Whether the first optimizer step's forward can double as collection's old log-probs/values forward: it sees
+    the weights that sampled, so it gives the same numbers when it takes the whole batch (one minibatch) and no
+    dropout makes the training forward differ from the sampling-time one."""
+    return cfg.minibatches == 1 and not any(isinstance(m, torch.nn.Dropout) and m.p > 0
+                                            for model in models if model is not None for m in model.modules())
+
+
 def optimize(ctx: Any, cfg: Any, exp: online.Experience, stepper: Stepper, head: torch.nn.Module, critic: Any,
-             ptx: Any, step: int, *, clip: bool = True) -> dict[str, float]:
-    """``epochs`` x ``minibatches`` optimizer steps on one batch of experience; returns averaged metrics."""
+             ptx: Any, orders: list[Tensor], step: int, *, clip: bool = True) -> dict[str, float]:
+    """One pass over the experience per entry of ``orders`` (``update_orders``), each in ``minibatches``
+    minibatches with one optimizer step each; returns averaged metrics. The first step reuses the forward that
+    ``collect`` ran for it, when there is one (``exp.first_update``)."""
     from alignzoo.stages.lm import lm_loss
 
-    n = exp.mask.size(0)
     engine = distributed.current()
-    gen = torch.Generator().manual_seed(ctx.seed * 1000 + step)
     sums: dict[str, float] = {}
     count = 0
     clip_range = cfg.clip_range if clip else float("inf")
-    for _ in range(cfg.epochs):
-        for idx in torch.randperm(n, generator=gen).chunk(cfg.minibatches):
+    for order in orders:
+        for idx in order.chunk(cfg.minibatches):
             mb = exp.select(idx)
-            logprobs, values, entropy = online.policy_forward(ctx.policy.model, head, mb.rollout, cfg.temperature,
-                                                             critic, entropy="grad" if cfg.ent_coef else "metric")
+            first, exp.first_update = exp.first_update, None
+            if first is not None and torch.equal(first.order, idx):
+                logprobs, values, entropy = first.logprobs, first.values, first.entropy
+            else:
+                logprobs, values, entropy = online.policy_forward(ctx.policy.model, head, mb.rollout,
+                                                                 cfg.temperature, critic, entropy=entropy_mode(cfg))
             pg, pg_m = policy_loss(logprobs, mb.logprobs, mb.advantages, mb.mask, clip_range=clip_range)
             vf, vf_m = value_loss(values, mb.values, mb.returns, mb.mask,
                                   clip_range=cfg.value_clip_range if clip else float("inf"))
@@ -207,6 +226,11 @@ def optimize(ctx: Any, cfg: Any, exp: online.Experience, stepper: Stepper, head:
     return {k: v / count for k, v in sums.items()}
 
 
+def entropy_mode(cfg: Any) -> str:
+    """How the update computes the entropy (``online.policy_forward``): with gradients only when it is in the loss."""
+    return "grad" if cfg.ent_coef else "metric"
+
+
 def run_online(cfg: Any, ctx: Any, *, clip: bool) -> Any:
     """The loop PPO and A2C share: collect, optimize, update beta, log, evaluate."""
     reward = online.reward_for(ctx)
@@ -227,13 +251,17 @@ def run_online(cfg: Any, ctx: Any, *, clip: bool) -> Any:
                                      stepper=stepper, generators={"rollout": gen},
                                      objects={"prompts": prompts, "ptx": ptx, "kl_controller": controller})
     start = checkpoint.resume(ctx, state)
+    fuse = fuses_first_update(cfg, policy.model, critic)
     with ctx.progress(total=ctx.train.steps, desc=cfg.name) as bar:
         bar.update(start)
         for step in range(start + 1, ctx.train.steps + 1):
-            exp = online.collect(ctx, cfg, next(prompts), head, reward, controller.value, gen, critic)
+            batch = next(prompts)
+            orders = update_orders(ctx.seed, step, len(distributed.current().shard(batch)), cfg.epochs)
+            exp = online.collect(ctx, cfg, batch, head, reward, controller.value, gen, critic,
+                                 first_order=orders[0] if fuse else None, entropy=entropy_mode(cfg))
             policy.model.train()
             metrics = online.rollout_metrics(exp, controller.value)
-            metrics.update(optimize(ctx, cfg, exp, stepper, head, critic, ptx, step, clip=clip))
+            metrics.update(optimize(ctx, cfg, exp, stepper, head, critic, ptx, orders, step, clip=clip))
             controller.update(metrics["kl"], ctx.train.batch_size)
             metrics["lr"] = stepper.lr
             ctx.log({f"train/{k}": v for k, v in metrics.items()}, step)
