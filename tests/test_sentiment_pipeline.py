@@ -84,3 +84,21 @@ def test_two_jobs_on_an_empty_cache_build_each_stage_once(tmp_path):
         built = [r for r in records if any(n.startswith(f"stage {stage}: built") for n in r.notes)]
         assert len(built) == 1, [r.notes for r in records]
         assert len([p for p in (cache / stage).iterdir() if p.is_dir()]) == 1
+
+
+def test_feedback_size_is_in_the_tokenizer_key_because_it_moves_the_training_split(tmp_path):
+    """The feedback prompts are cut from the corpus before the training remainder: another feedback size trains the
+    tokenizer (and the base model) on other text, so it must not reuse their cached stages."""
+    from types import SimpleNamespace
+
+    from alignzoo.tasks.sentiment import SentimentConfig, SentimentTask
+
+    ctx = SimpleNamespace(cache_dir=str(tmp_path), note=lambda *a, **k: None)
+    tasks = [SentimentTask(SentimentConfig(corpus_size=20000, pretrain_steps=1, sft_steps=1, feedback_prompts=n,
+                                           max_new_tokens=8), ctx) for n in (128, 256)]
+    assert tasks[0].splits["train"] != tasks[1].splits["train"]
+    for task in tasks:
+        task.tokenizer(300)
+    assert len([p for p in (tmp_path / "tokenizer").iterdir() if p.is_dir()]) == 2
+    tasks[0].tokenizer(300)  # the same sizes again: reused
+    assert len([p for p in (tmp_path / "tokenizer").iterdir() if p.is_dir()]) == 2

@@ -91,7 +91,10 @@ class SentimentTask:
         self.prompts = {name: make_prompts(self.splits[name], seed=cfg.stage_seed + i)
                         for i, name in enumerate(("sft", "feedback", "rl", "eval"))}
         self.gold = GoldReward(self.vocabulary, cfg.missing_eos_penalty)
-        self._corpus_key = {"corpus": {"size": cfg.corpus_size, "seed": cfg.stage_seed, "version": CORPUS_VERSION}}
+        # the split sizes belong in every stage's key: the feedback part's size moves the training remainder, which
+        # the tokenizer and the base model learn from
+        self._corpus_key = {"corpus": {"size": cfg.corpus_size, "seed": cfg.stage_seed, "version": CORPUS_VERSION,
+                                       "splits": sizes}}
         self._sft: StageResult | None = None
         self._feedback: StageResult | None = None
 
