@@ -59,7 +59,7 @@ leaderboard: venv
 
 # Benchmarks against TRL and bare-PyTorch loops (BENCHMARKS.md): installs the bench extra (trl==1.16.0, under
 # constraints.txt so neither torch nor transformers moves), runs every comparison interleaved in fresh processes
-# (about 20 minutes on 2 cores), writes bench/results/<date>.json and regenerates BENCHMARKS.md.
+# (about 9 minutes on 2 cores), writes bench/results/<date>.json and regenerates BENCHMARKS.md.
 # BENCH_REPS=N rounds per comparison (default 5); BENCH_ARGS=--quick checks the pipeline in a few minutes.
 BENCH_REPS ?= 5
 BENCH_ARGS ?=
