@@ -373,3 +373,14 @@ def test_page_renders_in_headless_chromium(big_board):
     assert check.ok, check.problems
     assert check.table_rows == len(json.loads((out / "leaderboard.json").read_text())["groups"])
     assert check.plots == 3 and check.screenshot.stat().st_size > 10_000
+
+
+def test_zoo_sweep_lists_every_built_in_optimizer():
+    """The published leaderboard's zoo sweep covers the whole built-in zoo (a new built-in optimizer must join it)."""
+    import yaml
+
+    zoo = yaml.safe_load((Path(__file__).parents[1] / "alignzoo/conf/experiment/zoo.yaml").read_text())
+    listed = zoo["hydra"]["sweeper"]["params"]["algo"].split(",")
+    out = subprocess.run([sys.executable, "-m", "alignzoo", "plugins", "--json"], capture_output=True, text=True,
+                         env={**os.environ, "ALIGNZOO_PLUGINS": ""}, check=True)
+    assert sorted(listed) == json.loads(out.stdout)["components"]["algo"]
