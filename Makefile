@@ -41,11 +41,12 @@ test-slow: venv
 demo: venv
 	$(PY) -m alignzoo demo
 
-# The published leaderboard: the zoo sweep (every built-in optimizer + the SFT row, 3 seeds) and the DPO-family
-# reward-vs-KL frontier on the embedded task at budget=standard, then `alignzoo board build` into leaderboard/.
+# The published leaderboard: the zoo sweep (every built-in optimizer + the SFT row, 3 seeds) and the reward-vs-KL
+# frontiers of the DPO family and A2C on the embedded task at budget=standard, then `alignzoo board build` into
+# leaderboard/.
 # About 2 h 16 min on this 2-core CPU with two jobs and cached stages (see the README). LEADERBOARD_ARGS=launcher=joblib runs two jobs at a time;
 # LEADERBOARD_BUDGET=quick gives a rough board in a fraction of the time. Runs land in a fresh timestamped folder.
-# The frontier skips beta=0.1 (the default), which the zoo sweep already ran.
+# The frontiers skip the defaults the zoo sweep already ran (DPO family beta=0.1, A2C kl_coef=0.05).
 LEADERBOARD_STAMP  := $(shell date +%Y-%m-%d_%H-%M-%S)
 LEADERBOARD_RUNS   ?= outputs/leaderboard/$(LEADERBOARD_STAMP)
 LEADERBOARD_BUDGET ?= standard
@@ -54,6 +55,7 @@ LEADERBOARD_ARGS   ?=
 leaderboard: venv
 	$(PY) -m alignzoo run -m +experiment=zoo budget=$(LEADERBOARD_BUDGET) hydra.sweep.dir=$(LEADERBOARD_RUNS)/zoo $(LEADERBOARD_ARGS)
 	$(PY) -m alignzoo run -m +experiment=frontier budget=$(LEADERBOARD_BUDGET) 'algo.beta=0.03,0.3,1.0' hydra.sweep.dir=$(LEADERBOARD_RUNS)/frontier $(LEADERBOARD_ARGS)
+	$(PY) -m alignzoo run -m +experiment=frontier_rl budget=$(LEADERBOARD_BUDGET) 'algo.kl_coef=0.02,0.15,0.5' hydra.sweep.dir=$(LEADERBOARD_RUNS)/frontier_rl $(LEADERBOARD_ARGS)
 	$(PY) -m alignzoo board build $(LEADERBOARD_RUNS) --out leaderboard --title "alignzoo leaderboard"
 	if command -v chromium >/dev/null 2>&1; then $(PY) -m alignzoo.board.browser leaderboard; fi
 

@@ -384,3 +384,15 @@ def test_zoo_sweep_lists_every_built_in_optimizer():
     out = subprocess.run([sys.executable, "-m", "alignzoo", "plugins", "--json"], capture_output=True, text=True,
                          env={**os.environ, "ALIGNZOO_PLUGINS": ""}, check=True)
     assert sorted(listed) == json.loads(out.stdout)["components"]["algo"]
+
+
+def test_rl_frontier_sweep_composes_and_sweeps_the_kl_coefficient():
+    import yaml
+
+    from alignzoo.testing import compose_config
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "alignzoo/conf/experiment/frontier_rl.yaml").read_text())
+    params = spec["hydra"]["sweeper"]["params"]
+    cfg = compose_config(["+experiment=frontier_rl", f"algo={params['algo'].split(',')[0]}"])
+    assert cfg.budget.name == "standard" and "kl_coef" in cfg.algo
+    assert len(params["algo.kl_coef"].split(",")) >= 3
