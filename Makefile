@@ -44,7 +44,8 @@ demo: venv
 # The published leaderboard: the zoo sweep (every built-in optimizer + the SFT row, 3 seeds) and the reward-vs-KL
 # frontiers of the DPO family and A2C on the embedded task at budget=standard, then `alignzoo board build` into
 # leaderboard/.
-# About 2 h 16 min on this 2-core CPU with two jobs and cached stages (see the README). LEADERBOARD_ARGS=launcher=joblib runs two jobs at a time;
+# 66 runs: about 1 h 40 min on this 2-core CPU with two jobs and cached stages, about 2 h cold (see the README).
+# LEADERBOARD_ARGS=launcher=joblib runs two jobs at a time;
 # LEADERBOARD_BUDGET=quick gives a rough board in a fraction of the time. Runs land in a fresh timestamped folder.
 # The frontiers skip the defaults the zoo sweep already ran (DPO family beta=0.1, A2C kl_coef=0.05).
 LEADERBOARD_STAMP  := $(shell date +%Y-%m-%d_%H-%M-%S)
