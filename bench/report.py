@@ -3,6 +3,8 @@ except the descriptions below; ``python -m bench.run --report-only FILE`` re-ren
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,17 @@ def _dpo(comp: dict[str, Any]) -> list[str]:
                    f"{_f(s.get('cpu_median_s'))} | {cpu_ratio} | {s['peak_rss_mib']:.0f} | "
                    f"{s['working_rss_mib']:.0f} |")
     return out
+
+
+def _conditions(uptime: str | None) -> str:
+    """A sentence on contention, from the 1-minute load average at the start (``uptime``'s output)."""
+    match = re.search(r"load average:\s*([\d.]+)", uptime or "")
+    if match and float(match.group(1)) < 1.5:
+        return ("Nothing else ran on the machine's 2 cores (the benchmark runs one process at a time), but step "
+                "times on a shared VM still vary between rounds: interleaving keeps the same-round ratios fair.")
+    return ("The machine has 2 cores and was shared while this ran (see the load averages above and the "
+            "per-process load in the results file). Contention inflates every step time and widens the min-max "
+            "ranges; interleaving keeps the same-round ratios fair, but treat absolute times as upper bounds.")
 
 
 def _online(comp: dict[str, Any]) -> list[str]:
@@ -140,10 +153,7 @@ def render(results: dict[str, Any], *, source: Path | None = None) -> str:
         f"| load at end | `{load.get('uptime_end')}` |",
         f"| wall time of the run | {results.get('wall_s')} s |",
         "",
-        "The machine has 2 cores and was shared while this ran (a niced background sweep and other test runs: see "
-        "the load averages above and the per-process load in the results file). Contention inflates every step "
-        "time and widens the min-max ranges; interleaving keeps the same-round ratios fair, but treat absolute "
-        "times as upper bounds.",
+        _conditions(load.get("uptime_start")),
         "",
         *[f"- {note}" for note in results.get("notes", [])],
         "" if results.get("notes") else None,
