@@ -215,9 +215,11 @@ def completion_logprobs(model: Any, rollout: Rollout, *, temperature: float = 1.
 
 
 def sample(policy: Any, prompts: list[str], *, max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
-           top_p: float = 1.0, batch_size: int = 64, seed: int = 0) -> list[Rollout]:
+           top_p: float = 1.0, batch_size: int = 64, seed: int = 0,
+           progress: Optional[Callable[[int], None]] = None) -> list[Rollout]:
     """Sample from a ``Policy`` for text prompts in batches, from a seeded generator (same seed, same samples).
-    A policy with its own ``sampler`` (best-of-N) samples through it."""
+    A policy with its own ``sampler`` (best-of-N) samples through it. ``progress`` gets the number of prompts done
+    after each batch."""
     if getattr(policy, "sampler", None) is not None:
         return policy.sampler(prompts, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
                               seed=seed, top_k=top_k, top_p=top_p)
@@ -230,4 +232,6 @@ def sample(policy: Any, prompts: list[str], *, max_new_tokens: int, temperature:
         out.append(generate(policy.model, encoded[i:i + batch_size], eos_id=policy.eos_id, pad_id=policy.pad_id,
                             max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             generator=gen, adjust_logits=getattr(policy, "adjust_logits", None)))
+        if progress is not None:
+            progress(min(i + batch_size, len(encoded)))
     return out

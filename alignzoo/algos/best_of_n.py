@@ -35,9 +35,7 @@ def select_best(rollouts: list[ro.Rollout], scores: torch.Tensor, n: int) -> ro.
     """From rows ordered prompt-major (n consecutive samples per prompt), keep each prompt's top-scoring row."""
     r = _concat(rollouts)
     best = scores.view(-1, n).argmax(-1) + torch.arange(scores.numel() // n) * n
-    best = best.to(r.completion_ids.device)
-    return ro.Rollout(r.prompt_ids[best], r.prompt_mask[best], r.completion_ids[best], r.completion_mask[best],
-                      r.logprobs[best], r.ended[best])
+    return r.select(best.to(r.completion_ids.device))
 
 
 def _concat(rollouts: list[ro.Rollout]) -> ro.Rollout:

@@ -107,24 +107,14 @@ def columns(rows: list[dict[str, Any]], names: Sequence[str] = COLUMNS) -> dict[
 
 def sample_groups(policy: Any, prompts: list[str], *, k: int, max_new_tokens: int, seed: int, batch_size: int = 256,
                   progress: Callable[[int], None] | None = None) -> tuple[list[str], list[bool]]:
-    """K completions per prompt (prompt-major order) and whether each ended with EOS; prompts are cut from the left
-    to leave room for ``max_new_tokens`` in the policy's context."""
-    import torch
-
+    """K completions per prompt (prompt-major order) and whether each ended with EOS (``rollout.sample``: prompts
+    cut from the left to leave room for ``max_new_tokens``)."""
     from alignzoo import rollout as ro
 
-    repeated = [p for p in prompts for _ in range(k)]
-    texts, ended = [], []
-    gen = torch.Generator(device=policy.device).manual_seed(seed)
-    encoded = [ids[-max(1, policy.max_length - max_new_tokens):] for ids in policy.encode_prompts(repeated)]
-    for i in range(0, len(encoded), batch_size):
-        r = ro.generate(policy.model, encoded[i:i + batch_size], eos_id=policy.eos_id, pad_id=policy.pad_id,
-                        max_new_tokens=max_new_tokens, generator=gen)
-        texts += r.texts(policy.tokenizer)
-        ended += r.ended.tolist()
-        if progress is not None:
-            progress(len(texts))
-    return texts, ended
+    rollouts = ro.sample(policy, [p for p in prompts for _ in range(k)], max_new_tokens=max_new_tokens,
+                         batch_size=batch_size, seed=seed, progress=progress)
+    texts = [t for r in rollouts for t in r.texts(policy.tokenizer)]
+    return texts, [e for r in rollouts for e in r.ended.tolist()]
 
 
 def build_feedback(out_dir: Any, policy: Any, prompts: list[str], *, gold_fn: Callable[[list[str], list[bool]], list],
