@@ -62,7 +62,8 @@ RATIOS = [("alignzoo_dpo", "bare_dpo"), ("trl_dpo", "alignzoo_dpo"), ("alignzoo_
           ("alignzoo_ppo", "hf_generate")]
 
 
-def run(device: str, *, tiny: bool, reps: int, warmup: int, measure: int, with_trl: bool) -> dict[str, Any]:
+def run(device: str, *, tiny: bool, reps: int, warmup: int, measure: int, with_trl: bool,
+        only: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     from bench.common import steps_needed
@@ -75,6 +76,11 @@ def run(device: str, *, tiny: bool, reps: int, warmup: int, measure: int, with_t
         raise SystemExit("bench.gpu: --device cuda but torch sees no GPU (torch.cuda.is_available() is False); "
                          "use --device cpu --tiny for the CPU smoke run")
     todo = cases(device, precision, with_trl)
+    if only:
+        unknown = sorted(set(only) - set(todo))
+        if unknown:
+            raise SystemExit(f"bench.gpu: unknown case(s) {', '.join(unknown)}; the cases are {', '.join(todo)}")
+        todo = {name: fn for name, fn in todo.items() if name in only}
     times: dict[str, list[float]] = {name: [] for name in todo}
     memory: dict[str, float] = {}
     for r in range(reps):
@@ -111,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="steps dropped per case (default 3; 1 with --tiny)")
     parser.add_argument("--measure", type=int, default=None, help="timed steps per case (default 10; 2 with --tiny)")
     parser.add_argument("--no-trl", action="store_true", help="skip TRL's DPOTrainer (run by default when installed)")
+    parser.add_argument("--only", default=None, help="comma-separated cases to run (default: all)")
     parser.add_argument("--out", default=None, help="results file (default bench/results/gpu-<date>.json; with "
                                                     "--tiny: printed only)")
     args = parser.parse_args(argv)
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return value if value is not None else tiny if args.tiny else full
 
     result = run(args.device, tiny=args.tiny, reps=pick(args.reps, 1, 3), warmup=pick(args.warmup, 1, 3),
-                 measure=pick(args.measure, 2, 10), with_trl=with_trl)
+                 measure=pick(args.measure, 2, 10), with_trl=with_trl,
+                 only=args.only.split(",") if args.only else None)
     text = json.dumps(result, indent=1)
     out = args.out or (None if args.tiny else
                        str(Path(__file__).parent / "results" / f"gpu-{dt.date.today():%Y-%m-%d}.json"))

@@ -3,6 +3,8 @@ except the descriptions below; ``python -m bench.run --report-only FILE`` re-ren
 
 from __future__ import annotations
 
+import json
+
 import re
 
 from pathlib import Path
@@ -118,6 +120,26 @@ def _scaling(comp: dict[str, Any]) -> list[str]:
                    f"{_f(row.get('alignzoo_dpo_cpu'))} | {_f(row.get('bare_dpo_cpu'))} | "
                    f"{_f(row.get('ratio_cpu'), 2)} |")
     return out
+
+
+def gpu_section(results_dir: Path) -> list[str]:
+    """The newest ``gpu-*.json`` in ``results_dir`` as a table (its cases, same-round ratios and notes), or a line
+    saying there is none."""
+    files = sorted(results_dir.glob("gpu-*.json"))
+    if not files:
+        return ["No GPU run has been recorded yet (`bench/results/gpu-*.json`): there are no GPU numbers here."]
+    g = json.loads(files[-1].read_text())
+    lines = [f"Latest GPU run: `{files[-1].relative_to(ROOT) if files[-1].is_relative_to(ROOT) else files[-1]}` "
+             f"({g['date']}, {g.get('gpu')}, {g['precision']}, torch {g['versions'].get('torch')}, {g['reps']} "
+             f"interleaved rounds of {g['measure']} timed steps after {g['warmup']} warm-up steps).",
+             "", "| case | median s/step | rounds (s/step) | peak GPU memory (MiB) |", "|---|---|---|---|"]
+    for name, c in g["cases"].items():
+        rounds = ", ".join(_f(x, 4) for x in c["rounds_s"])
+        lines.append(f"| {name} | {_f(c['median_s'], 4)} | {rounds} | {_f(c.get('peak_gpu_mib'), 0)} |")
+    lines += ["", "| ratio (same round) | median | rounds |", "|---|---|---|"]
+    for name, r in g["ratios"].items():
+        lines.append(f"| {name} | {_f(r['median'])} | {', '.join(_f(x) for x in r['values'])} |")
+    return lines + ([""] + [f"- {note}" for note in g.get("notes", [])] if g.get("notes") else [])
 
 
 def render(results: dict[str, Any], *, source: Path | None = None) -> str:
@@ -247,7 +269,7 @@ def render(results: dict[str, Any], *, source: Path | None = None) -> str:
         "python -m bench.gpu --device cpu --tiny   # a seconds-long smoke run of the same code (tested)",
         "```",
         "",
-        "No GPU was lent to this task, so it has not been run on one: there are no GPU numbers here yet.",
+        *gpu_section(ROOT / "bench" / "results"),
         "",
         "## Reproduce",
         "",

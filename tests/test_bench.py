@@ -193,3 +193,21 @@ def test_parts_run_separately_merge_into_one_results_file():
     lines = {a["line"]: a["met"] for a in merged["acceptance"]}
     assert lines["alignzoo DPO step <= 1.15x the bare PyTorch loop"] is True
     assert lines["DPO loss parity with TRL (absolute difference, same weights and batch)"] is True
+
+
+def test_the_report_renders_the_newest_gpu_results_file_or_says_there_is_none(tmp_path):
+    import json
+
+    from bench.report import gpu_section
+
+    assert "no GPU numbers" in gpu_section(tmp_path)[0]
+    case = {"median_s": 0.5, "rounds_s": [0.5, 0.6], "peak_gpu_mib": 1024.4}
+    for day, median in (("2026-01-01", 9.0), ("2026-02-01", 1.25)):
+        (tmp_path / f"gpu-{day}.json").write_text(json.dumps({
+            "date": day, "gpu": "Some GPU", "precision": "bf16", "versions": {"torch": "2.x"}, "reps": 2,
+            "warmup": 1, "measure": 3, "cases": {"alignzoo_dpo": case, "bare_dpo": case},
+            "ratios": {"alignzoo_dpo/bare_dpo": {"median": median, "values": [median]}}, "notes": ["idle machine"]}))
+    text = "\n".join(gpu_section(tmp_path))
+    assert "gpu-2026-02-01.json" in text and "2026-01-01" not in text
+    assert "| alignzoo_dpo | 0.5000 | 0.5000, 0.6000 | 1024 |" in text
+    assert "| alignzoo_dpo/bare_dpo | 1.250 | 1.250 |" in text and "- idle machine" in text
