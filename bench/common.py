@@ -1,4 +1,4 @@
-"""The shapes every benchmark shares (shared/reference/environment.md) and the tiny model, tokenizer and data.
+"""The shapes every benchmark shares (docs/architecture.md#benchmarks) and the tiny model, tokenizer and data.
 
 - model: a GPT-2 of 2 layers, 4 heads, width 128, vocabulary 4096 (about 1M parameters), random init from a seed,
   dropout off, fp32;
@@ -45,7 +45,8 @@ SHAPES = Shapes()
 
 
 def pin_threads() -> None:
-    """One torch thread, fp32: the benchmark's fixed conditions (environment.md: threads spin under contention)."""
+    """One torch thread, fp32: the benchmark's fixed conditions (docs/architecture.md#benchmarks: threads spin
+    under contention)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 

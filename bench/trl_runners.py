@@ -1,6 +1,6 @@
 """TRL 1.16 on the same model, tokenizer, data and optimizer settings (``pip install 'alignzoo[bench]'``).
 
-Quirks handled here (shared/reference/environment.md): TRL 1.16 has no PPOTrainer, so PPO and A2C are compared
+Quirks handled here (docs/architecture.md#benchmarks): TRL 1.16 has no PPOTrainer, so PPO and A2C are compared
 with GRPOTrainer and RLOOTrainer on equal work (16 completions of 64 tokens per step, one optimizer step per
 batch, beta 0.04, the VADER reward); these trainers rebuild the reference model from ``_name_or_path``, so they get
 a saved model directory; DPOTrainer gets an explicit reference model and runs with bf16 and gradient

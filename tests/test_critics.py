@@ -1,5 +1,6 @@
-"""Constitutional critics (alignzoo/critics): judge math oracles (algorithms.md §6.4), position-bias removal, the rule
-critic, the LM judge's log-prob extraction, constitutions as config, and the judge win rate (§7.5)."""
+"""Constitutional critics (alignzoo/critics): judge math oracles (docs/algorithms.md#constitutional-critics),
+position-bias removal, the rule critic, the LM judge's log-prob extraction, constitutions as config, and the judge
+win rate (docs/algorithms.md#judge-win-rate)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _ctx(critic_conf=None):
                            record=RunRecord("t", "running", config={}), device=torch.device("cpu"))
 
 
-# -- judge math (algorithms.md §6.4) ----------------------------------------------------------------------------
+# -- judge math (docs/algorithms.md#constitutional-critics) ------------------------------------------------------------
 
 def test_option_probability_is_the_softmax_of_the_two_option_logprobs():
     la, lb = np.array([-1.0, -3.0, -2.0]), np.array([-2.0, -1.0, -2.0])
@@ -234,7 +235,7 @@ def test_lm_judge_that_always_says_a_gives_one_half(judge_dir):
     assert "Answer:" in judge.judging_prompt(ONE.principles[0], "the movie was", POS, NEG)
 
 
-# -- judge win rate (algorithms.md §7.5) --------------------------------------------------------------------------
+# -- judge win rate (docs/algorithms.md#judge-win-rate) ----------------------------------------------------------------
 
 def test_judge_win_rate_counts_ties_half_and_a_policy_against_itself_is_one_half(tiny_policy):
     from alignzoo.evaluators.judge import JudgeWinRateConfig, JudgeWinRateEvaluator, judged_win_rate

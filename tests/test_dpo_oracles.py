@@ -1,4 +1,4 @@
-"""DPO-family losses against the oracles of shared/reference/algorithms.md §4.7."""
+"""DPO-family losses against the oracles of docs/algorithms.md#dpo-family."""
 
 import math
 

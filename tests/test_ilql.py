@@ -1,4 +1,4 @@
-"""ILQL against the oracles of shared/reference/algorithms.md §5.5, its training loop, and one tiny run."""
+"""ILQL against the oracles of docs/algorithms.md#ilql, its training loop, and one tiny run."""
 
 import contextlib
 import math

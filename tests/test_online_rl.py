@@ -1,4 +1,5 @@
-"""PPO, A2C and best-of-N against the oracles of algorithms.md §2.11, §3.3 and §7.1."""
+"""PPO, A2C and best-of-N against the oracles of docs/algorithms.md#ppo, docs/algorithms.md#a2c,
+docs/algorithms.md#best-of-n and docs/algorithms.md#over-optimization."""
 
 import math
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""Reward-model losses against the oracles of algorithms.md §1.7."""
+"""Reward-model losses against the oracles of docs/algorithms.md#reward-model-losses."""
 
 import math
 

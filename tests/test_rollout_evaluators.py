@@ -1,4 +1,4 @@
-"""The sampling engine and the basic evaluators (algorithms.md §7.5 oracles)."""
+"""The sampling engine and the basic evaluators (docs/algorithms.md#evaluators oracles)."""
 
 import pytest
 import torch

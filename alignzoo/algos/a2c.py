@@ -1,4 +1,4 @@
-"""A2C for language models (RL4LMs; shared/reference/algorithms.md §3): the same experience as PPO (rollout,
+"""A2C for language models (RL4LMs; docs/algorithms.md#a2c): the same experience as PPO (rollout,
 reward-model score, per-token KL shaping, GAE / n-step returns), but exactly one optimizer step per batch on the
 whole batch, with no ratio or value clipping:
 

@@ -1,7 +1,7 @@
 """DPO and its relatives (IPO, hinge/SLiC, cDPO): preference optimization without a reward model.
 
 Rafailov et al. 2023 (DPO), Azar et al. 2023 (IPO), Zhao et al. 2023 (SLiC hinge), Mitchell 2023 (cDPO);
-math and oracles in shared/reference/algorithms.md §4.
+math, defaults and oracles in docs/algorithms.md#dpo-family.
 
 Implementation details that matter:
 1. One concatenated forward for chosen+rejected (``[chosen; rejected]`` in one batch) for the policy, and one for

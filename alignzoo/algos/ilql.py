@@ -1,7 +1,7 @@
 """ILQL: Implicit Language Q-Learning (Snell et al. 2022), the zoo's offline-RL member.
 
 Learns from a fixed dataset of completions with rewards (no sampling during training); math and oracles in
-shared/reference/algorithms.md §5. Heads on the policy's final hidden states h_j (position j acts by
+docs/algorithms.md#ilql. Heads on the policy's final hidden states h_j (position j acts by
 predicting token j+1): two Q heads and their frozen target copies (MLP d -> 2d -> |V|), a V head (d -> 2d -> 1).
 
     Q_hat_j = r_j + gamma * V(s_{j+1}) * notdone_{j+1}              (V detached; no bootstrap at the terminal state)

@@ -1,5 +1,5 @@
 """PPO for language models (Ziegler et al. 2019, Stiennon et al. 2020, InstructGPT), with the details that matter
-(shared/reference/algorithms.md §2; "The N Implementation Details of RLHF with PPO").
+(docs/algorithms.md#ppo; "The N Implementation Details of RLHF with PPO").
 
 Per iteration: collect one batch of experience (``algos/online.py``: sample, score with the reward model, KL-shaped
 per-token rewards with the score on the last token, GAE, whitened advantages), then ``epochs`` passes over it in

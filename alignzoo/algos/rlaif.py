@@ -1,5 +1,5 @@
 """RLAIF / Constitutional AI (Bai et al. 2022b; Lee et al. 2023): AI feedback from a constitutional critic replaces
-the human labels, and an inner optimizer learns from it (algorithms.md §6).
+the human labels, and an inner optimizer learns from it (docs/algorithms.md#rlaif).
 
 1. The feedback stage is labelled by the critic (``labeler=critic`` is forced; ``critic=rule`` with the sentiment
    constitution when no ``critic=`` is given): K completions per prompt, every pair judged in both orders,

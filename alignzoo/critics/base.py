@@ -3,7 +3,7 @@
 A critic implements one method, ``first_preferred(prompts, first, second, first_ended, second_ended, principle)
 -> ndarray[N]``: its raw probability that the response shown first (position A) is better under one principle.
 That may be position-biased; ``preferences`` removes first-order position bias by judging every pair in both
-orders and averaging (Lee et al. 2023, algorithms.md §6.2):
+orders and averaging (Lee et al. 2023, docs/algorithms.md#constitutional-critics):
 
     p(a > b) = 1/2 [f(a, b) + 1 - f(b, a)]
 

@@ -1,4 +1,4 @@
-"""``critic=lm_judge``: any causal LM as a log-prob judge (algorithms.md §6.3).
+"""``critic=lm_judge``: any causal LM as a log-prob judge (docs/algorithms.md#lm-judge).
 
 The judge reads a multiple-choice prompt (the principle's question, the prompt, the two responses labelled (A)
 and (B)); the option score of each answer is the *sum* of the log-probs of its tokens as the continuation of that

@@ -1,5 +1,5 @@
 """``judge_win_rate``: the critic doubles as an evaluator. An AlpacaEval-style win rate of the policy against the
-reference policy, judged by a constitutional critic (algorithms.md §7.3).
+reference policy, judged by a constitutional critic (docs/algorithms.md#judge-win-rate).
 
 The policy and the reference answer the same held-out prompts with the same seed; the critic judges each pair in
 both orders and averages (``alignzoo.critics.base.preferences``), so the judge's position bias cancels. A pair is a

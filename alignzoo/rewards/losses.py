@@ -1,4 +1,4 @@
-"""Reward-model losses as pure functions (shared/reference/algorithms.md §1.2-1.3, oracles §1.7).
+"""Reward-model losses as pure functions (docs/algorithms.md#reward-model-losses).
 
 All take reward-model scores (``Tensor``) and return ``(mean loss, metrics)``.
 """
@@ -30,8 +30,9 @@ def bradley_terry_loss(chosen_scores: Tensor, rejected_scores: Tensor, *, margin
 
 
 def soft_label_loss(first_scores: Tensor, second_scores: Tensor, p_first: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    """Cross-entropy against a soft preference p = P(first > second) (AI feedback; algorithms.md §6.2):
-    -[p log sigmoid(r1 - r2) + (1 - p) log sigmoid(r2 - r1)]. With p = 1 it is Bradley-Terry."""
+    """Cross-entropy against a soft preference p = P(first > second) (AI feedback;
+    docs/algorithms.md#reward-model-losses): -[p log sigmoid(r1 - r2) + (1 - p) log sigmoid(r2 - r1)]. With p = 1 it
+    is Bradley-Terry."""
     d = first_scores - second_scores
     loss = (p_first * F.softplus(-d) + (1 - p_first) * F.softplus(d)).mean()
     agree = ((d > 0) == (p_first > 0.5)).float().mean().detach()

@@ -1,4 +1,4 @@
-"""The ``critique_revision`` stage (SL-CAI, Bai et al. 2022b; algorithms.md §6.1): revise the SFT policy's own
+"""The ``critique_revision`` stage (SL-CAI, Bai et al. 2022b; docs/algorithms.md#sl-cai): revise the SFT policy's own
 responses with a critic, then fine-tune the SFT policy on the revisions.
 
 For each prompt the policy samples a response. An LM critic (one with ``critique_and_revise``) writes a critique

@@ -1,7 +1,7 @@
 """Language-model stages of the RLHF recipe: ``pretrain`` a base model on a corpus, then ``sft`` on
 demonstrations. Plain next-token cross-entropy; the loss mask keeps SFT on the completion tokens.
 
-Measured choices (shared/reference/feasibility.md §3): AdamW lr 2e-3, betas (0.9, 0.95), weight decay 0.01, clip
+Measured choices (docs/algorithms.md#pretraining-and-sft): AdamW lr 2e-3, betas (0.9, 0.95), weight decay 0.01, clip
 1.0, 50 warmup steps and then a *constant* rate (a cosine decay hurt at budgets of a few hundred steps), rows of
 64 tokens packed from whole sentences, each sentence preceded by EOS (which doubles as BOS).
 """

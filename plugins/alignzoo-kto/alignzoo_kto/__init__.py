@@ -1,6 +1,6 @@
 """KTO for alignzoo: Kahneman-Tversky Optimization from unpaired desirable / undesirable examples.
 
-Ethayarajh et al. 2024; alignzoo's shared/reference/algorithms.md §4.4 (after TRL's KTOTrainer):
+Ethayarajh et al. 2024; alignzoo's docs/algorithms.md#kto (after TRL's KTOTrainer):
 r = log pi(y|x) - log ref(y|x); z0 = max(0, mean r over mismatched pairs of the batch) without gradient (the
 completions cycled by one, so every prompt meets a completion written for another); desirable examples cost
 lambda_D (1 - sigmoid(beta (r - z0))), undesirable ones lambda_U (1 - sigmoid(beta (z0 - r))).
