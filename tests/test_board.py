@@ -487,3 +487,17 @@ def test_config_keys_and_values_and_warnings_are_escaped(tmp_path):
     rows = [line for line in md.splitlines() if line.startswith("| ") and "img" in line]
     assert rows and all(len(re.findall(r"(?<!\\)\|", r)) == len(re.findall(r"\|", header)) for r in rows)
 
+
+def test_fresh_board_appears_in_one_rename_with_its_manifest(tmp_path):
+    import hashlib
+
+    from alignzoo.board.publish import MANIFEST
+
+    out = tmp_path / "a" / "b" / "board"
+    build_board([write_records(tmp_path / "runs", [record("r0"), record("r1", seed=1)])], out)
+    files = json.loads((out / MANIFEST).read_text())["files"]
+    on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != MANIFEST)
+    assert sorted(files) == on_disk and len(on_disk) == 11  # 4 pages, 6 figures, 1 config
+    assert all(hashlib.sha256((out / n).read_bytes()).hexdigest() == sha for n, sha in files.items())
+    assert oct(out.stat().st_mode & 0o777) == "0o755" and oct((out / "runs.csv").stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["board"]  # no staging folder left beside it
