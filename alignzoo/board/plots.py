@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Callable
 
 from alignzoo.board.aggregate import KL_METRIC, RANK_METRIC, Group
@@ -28,8 +28,9 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def _safe(label: str) -> str:
-    """Plain text for matplotlib: no mathtext ($), and a leading underscore would hide a legend entry."""
-    label = label.replace("$", r"\$")
+    """Plain text for matplotlib: no mathtext ($), no control characters (no glyph: a warning per figure), and a
+    leading underscore would hide a legend entry."""
+    label = re.sub(r"[\x00-\x1f\x7f]", " ", label.replace("$", r"\$"))
     return " " + label if label.startswith("_") else label
 
 
@@ -173,9 +174,9 @@ FIGURES: dict[str, tuple[Callable[[list[Group]], Any], str]] = {
 }
 
 
-def draw_all(groups: list[Group], out: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Write ``<name>.png`` and ``<name>.svg`` for each figure; returns ({name: {png, svg, png_bytes, caption}},
-    warnings)."""
+def draw_all(groups: list[Group]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Draw each figure as PNG and SVG bytes (the build writes them with the other board files); returns
+    ({name: {png, svg, png_bytes, svg_bytes, caption}}, warnings)."""
     import matplotlib
 
     figures: dict[str, dict[str, Any]] = {}
@@ -184,12 +185,11 @@ def draw_all(groups: list[Group], out: Path) -> tuple[dict[str, dict[str, Any]],
         for name, (draw, caption) in FIGURES.items():
             try:
                 fig = draw(groups)
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png", dpi=100)
-                (out / f"{name}.png").write_bytes(buf.getvalue())
-                fig.savefig(out / f"{name}.svg", format="svg", metadata={"Date": None})
-                figures[name] = {"png": f"{name}.png", "svg": f"{name}.svg", "png_bytes": buf.getvalue(),
-                                 "caption": caption}
+                png, svg = io.BytesIO(), io.BytesIO()
+                fig.savefig(png, format="png", dpi=100)
+                fig.savefig(svg, format="svg", metadata={"Date": None})
+                figures[name] = {"png": f"{name}.png", "svg": f"{name}.svg", "png_bytes": png.getvalue(),
+                                 "svg_bytes": svg.getvalue(), "caption": caption}
             except Exception as exc:  # noqa: BLE001 - a figure must not cost the tables
                 warnings.append(f"figure {name} could not be drawn: {type(exc).__name__}: {exc}")
     return figures, warnings

@@ -1,11 +1,9 @@
 """The board's data files: ``leaderboard.json`` (groups), ``runs.csv`` (one row per run), ``LEADERBOARD.md`` (ranked
 tables for a README) and ``configs/<group>.yaml`` (each group's resolved config). Every record string that reaches
-Markdown goes through ``md()``."""
+Markdown goes through ``md()``, every cell of ``runs.csv`` through ``csvsafe.neutral_cell``."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 from typing import Any, Optional
@@ -13,6 +11,7 @@ from typing import Any, Optional
 import yaml
 
 from alignzoo.board.aggregate import COST_FIELDS, RANK_METRIC, Group, error_summary, run_command, text
+from alignzoo.board.csvsafe import write_csv
 
 #: the columns every table shows: (metric, header, digits)
 COLUMNS = [("eval/gold_reward", "Gold reward", 3), ("eval/gold_reward_vs_reference", "Gain over SFT", 3),
@@ -57,12 +56,15 @@ def leaderboard_json(groups: list[Group], meta: dict[str, Any]) -> dict[str, Any
 # -- runs.csv ---------------------------------------------------------------------------------------------------
 
 def runs_csv(groups: list[Group]) -> str:
+    """One row per run, every cell neutralized for spreadsheets (``csvsafe``). A metric named like a fixed column
+    (a record may name its metrics anything) gets a column of its own, ``metric:<name>``, never the fixed one."""
     rows, metric_names = [], set()
     for g in groups:
-        counted = {id(r) for r in g.ok}
+        counted, failed = {id(r) for r in g.ok}, {id(r) for r in g.failed}
         for r in g.runs:
-            err = r.get("error") or {}
-            metrics = {k: v for k, v in (r.get("metrics") or {}).items() if isinstance(v, (int, float))}
+            err = error_summary(r) if id(r) in failed else {}  # why it is not counted, also for NaN or unfinished
+            metrics = {(k if k not in RUN_FIELDS else f"metric:{k}"): v for k, v in (r.get("metrics") or {}).items()
+                       if isinstance(v, (int, float))}
             metric_names.update(metrics)
             row = {"run_id": r.get("run_id"), "group_id": g.id, "status": r.get("status"),
                    "counted": int(id(r) in counted), "algo": r.get("algo"),
@@ -74,12 +76,8 @@ def runs_csv(groups: list[Group]) -> str:
                    "command": run_command(r), "source": r.get("source"), **metrics}
             rows.append(row)
     order = lambda k: ({"eval": 0, "train": 1}.get(k.split("/")[0], 2), k)  # noqa: E731
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RUN_FIELDS + sorted(metric_names, key=order), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    return buf.getvalue()
+    header = RUN_FIELDS + sorted(metric_names, key=order)
+    return write_csv(header, ([row.get(k) for k in header] for row in rows))
 
 
 # -- LEADERBOARD.md ---------------------------------------------------------------------------------------------
