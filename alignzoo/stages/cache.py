@@ -143,7 +143,8 @@ def _writes_to_cache(exc: BaseException, root: Path) -> bool:
     return filename is None or str(Path(filename).absolute()).startswith(str(root.absolute()))
 
 
-def _ensure_writable(cache_dir: Any, root: Path) -> None:
+def _ensure_writable(cache_dir: Any, root: Path, doing: str) -> None:
+    """Fail before building when the cache cannot take a write (read-only, full, a file in the way)."""
     try:
         root.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=root)
@@ -153,7 +154,7 @@ def _ensure_writable(cache_dir: Any, root: Path) -> None:
         if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # a file stands where the cache should be
             raise StageCacheError(f"cannot write the stage cache {cache_dir} ({exc.strerror}: a file is in the way); "
                                   "set run.cache_dir=<dir> (or ALIGNZOO_CACHE) to a writable directory") from None
-        raise _cache_error(cache_dir, exc, f"creating {root}") from None
+        raise _cache_error(cache_dir, exc, doing) from None
 
 
 def _move_aside(path: Path) -> Path:
@@ -173,11 +174,12 @@ def run_stage(cache_dir: str | Path, name: str, config: dict[str, Any],
     key = stage_key(name, config)
     root = Path(cache_dir) / name
     final = root / key
-    meta, _ = _open(final, name, key)
+    meta, why = _open(final, name, key)
     if meta is not None:  # a whole entry needs no lock: entries are renamed into place complete
         note(f"stage {name}: reused from cache ({final})")
         return StageResult(name, key, final, meta, True)
-    _ensure_writable(cache_dir, root)
+    _ensure_writable(cache_dir, root, f"replacing the damaged entry {final} ({why})" if why else
+                     f"building stage {name} ({final})")
     try:
         lock = FileLock(str(root / f"{key}.lock"))
         lock.acquire()
