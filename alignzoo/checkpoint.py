@@ -315,11 +315,11 @@ def save(ctx: Any, state: TrainingState, step: int) -> Optional[Path]:
         shutil.rmtree(old, ignore_errors=True)
         _fsync(manager.root)
     except Exception as exc:  # noqa: BLE001 - only the disk's failures are survivable; the rest is re-raised
-        if not (isinstance(exc, OSError) or manifests.is_disk_error(exc)):
-            raise
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not final.exists():  # the rename failed after the earlier one was moved: put it back
             os.replace(old, final)
+        if not (isinstance(exc, OSError) or manifests.is_disk_error(exc)):
+            raise
         kept = next((str(p) for s, p in manager.complete() if s != step), None)
         ctx.note(f"warning: the checkpoint of step {step} could not be written ({type(exc).__name__}: {exc}); "
                  f"{'kept ' + kept if kept else 'no earlier checkpoint exists'}; training goes on. Free space in "
