@@ -138,7 +138,8 @@ def _read_only(env: Env, root: Path) -> None:
     prefix = str(root.absolute())
 
     def inside(path: Any) -> bool:
-        return isinstance(path, (str, bytes, os.PathLike)) and str(Path(os.fsdecode(path)).absolute()).startswith(prefix)
+        return isinstance(path, (str, bytes, os.PathLike)) and str(Path(os.fsdecode(path)).absolute()).startswith(
+            prefix)
 
     def refuse(path: Any) -> None:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
