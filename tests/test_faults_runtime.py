@@ -10,7 +10,6 @@ stages are built once per session by ``sentiment_stages``) and damage one entry 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import shutil
@@ -25,8 +24,8 @@ from alignzoo import checkpoint, hookimpl
 from alignzoo.record import read_record
 from alignzoo.stages import cache as stage_cache_mod
 from alignzoo.testing import TINY_OVERRIDES
-from faultkit import (CKPT, Env, Fault, _fail_fsync_for, _flip_bytes, _fresh_plugins, _kept_intact,  # noqa: F401
-                      _run_goes_on_with_the_previous_checkpoint, _truncate, alignzoo_run, data, golden, run_fault)
+from faultkit import (CKPT, Env, Fault, _fail_fsync_for, _fresh_plugins,  # noqa: F401 - fixtures
+                      _run_goes_on_with_the_previous_checkpoint, _truncate, data, golden, run_fault)
 
 #: the embedded task on faultkit's tiny model (its 64-token context is too short for the pretraining rows)
 SENTIMENT = ["task=sentiment", "model.n_positions=128", "algo=ppo"]
