@@ -27,7 +27,6 @@ A loop takes part in three lines (``training.supervised_loop`` and ``algos/ppo.r
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -39,7 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from alignzoo import manifest as manifests
 from alignzoo.errors import AlignzooError
+from alignzoo.manifest import fsync_path as _fsync
+from alignzoo.manifest import sha256 as _sha256  # noqa: F401 - callers hash files like a checkpoint
 
 log = logging.getLogger("alignzoo")
 
@@ -135,14 +137,6 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if a.get(k, "<unset>") != b.get(k, "<unset>")]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(path: Path) -> Optional[str]:
     """Why the checkpoint at ``path`` cannot be loaded (damaged or of another format), or None when it is whole."""
     manifest_path = path / MANIFEST
@@ -155,19 +149,7 @@ def verify(path: Path) -> Optional[str]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         return (f"it has format {manifest.get('format') if isinstance(manifest, dict) else None!r}; this alignzoo "
                 f"reads format {FORMAT}")
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files or not all(
-            isinstance(i, dict) and {"bytes", "sha256"} <= set(i) for i in files.values()):
-        return f"{MANIFEST} lists no files with their sizes and checksums"
-    for name, info in files.items():
-        f = path / name
-        if not f.is_file():
-            return f"{name} is missing"
-        if f.stat().st_size != info["bytes"]:
-            return f"{name} has {f.stat().st_size} bytes instead of {info['bytes']} (truncated or overwritten)"
-        if _sha256(f) != info["sha256"]:
-            return f"{name} does not match its SHA-256 checksum (corrupted)"
-    return None
+    return manifests.check_files(path, manifest.get("files"), label=MANIFEST)
 
 
 def prepare(ctx: Any) -> Checkpoints:
@@ -260,14 +242,6 @@ def _rng_state() -> tuple[dict[str, Any], dict[str, Any]]:
             "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}, tensors
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _parameters_covered(state: TrainingState) -> None:
     if state.stepper is None:
         return
@@ -312,8 +286,7 @@ def write(ctx: Any, state: TrainingState, step: int, path: Path) -> None:
     files.append(TENSORS)
     (path / STATE).write_text(json.dumps(payload, default=_json_default))
     files.append(STATE)
-    manifest = {"format": FORMAT, "step": step,
-                "files": {f: {"bytes": (path / f).stat().st_size, "sha256": _sha256(path / f)} for f in files}}
+    manifest = {"format": FORMAT, "step": step, "files": manifests.describe(path, files)}
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
     for f in [*files, MANIFEST]:
         _fsync(path / f)
@@ -329,22 +302,24 @@ def save(ctx: Any, state: TrainingState, step: int) -> Optional[Path]:
     if not is_main_process():
         return None
     _parameters_covered(state)
-    manager.root.mkdir(parents=True, exist_ok=True)
     final = manager.root / f"step-{step:08d}"
     tmp = manager.root / f".tmp-step-{step:08d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    old = manager.root / f".tmp-old-{final.name}-{os.getpid()}"
     try:
+        manager.root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         write(ctx, state, step, tmp)
         if final.exists():  # a checkpoint of the same step from an earlier attempt: replace it
-            old = manager.root / f".tmp-old-{final.name}-{os.getpid()}"
             os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
         _fsync(manager.root)
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - only the disk's failures are survivable; the rest is re-raised
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not final.exists():  # the rename failed after the earlier one was moved: put it back
+            os.replace(old, final)
+        if not (isinstance(exc, OSError) or manifests.is_disk_error(exc)):
+            raise
         kept = next((str(p) for s, p in manager.complete() if s != step), None)
         ctx.note(f"warning: the checkpoint of step {step} could not be written ({type(exc).__name__}: {exc}); "
                  f"{'kept ' + kept if kept else 'no earlier checkpoint exists'}; training goes on. Free space in "

@@ -6,12 +6,14 @@ shares: ``seed``, ``train`` (the loop), ``eval`` (sampling for evaluators), ``bu
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from omegaconf import II, MISSING, DictConfig, OmegaConf
 
-from alignzoo.distributed import PRECISIONS
+from alignzoo.distributed import PRECISIONS, device_problem
 from alignzoo.registry import KINDS, MULTI_KINDS, Registries, to_dataclass, unknown_message
 from alignzoo.training import OPTIMIZERS, SCHEDULES
 
@@ -110,8 +112,9 @@ class RunSettings:
             out.append(f"checkpoint_every must be >= 0 (got {self.checkpoint_every}); 0 turns checkpoints off")
         if self.checkpoint_keep < 1:
             out.append(f"checkpoint_keep must be >= 1 (got {self.checkpoint_keep})")
-        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
-            out.append(f"device must be auto, cpu or cuda[:N] (got {self.device!r})")
+        device = device_problem(self.device)  # a device this machine lacks fails here, not deep in torch
+        if device:
+            out.append(device)
         if self.precision not in PRECISIONS:
             out.append(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r}); e.g. "
                        "run.precision=auto")
@@ -242,7 +245,27 @@ def validate(cfg: DictConfig, registries: Registries) -> tuple[dict[str, Any], l
         if cfg.get(kind) is None:
             problems.append(f"{kind} is not set; choose one with {kind}=<name>")
     problems += _apply_algo_labeler(built)
+    problems += [p for kind, obj in built.items() for p in _nonfinite_floats(kind, obj)]
     return built, problems
+
+
+def _nonfinite_floats(key: str, value: Any, default: Any = MISSING) -> list[str]:
+    """Every float in a built config (nested dataclasses, dicts and lists too) that is NaN or inf, with its full
+    key: no learning rate, clip norm or coefficient means anything there, and comparisons like ``lr > 0`` let NaN
+    through to a diverged run. A dataclass may allow it for named fields with ``NONFINITE_OK = ("field", ...)``."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        allowed = getattr(type(value), "NONFINITE_OK", ())
+        return [p for f in dataclasses.fields(value) if f.name not in allowed
+                for p in _nonfinite_floats(f"{key}.{f.name}", getattr(value, f.name), f.default)]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nonfinite_floats(f"{key}.{k}", v)]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _nonfinite_floats(f"{key}[{i}]", v)]
+    if isinstance(value, float) and not math.isfinite(value):
+        hint = (f"e.g. {key}={default} (the default)" if isinstance(default, (int, float)) and math.isfinite(default)
+                else "set a finite value")
+        return [f"{key}={value} must be a finite number; {hint}"]
+    return []
 
 
 def _apply_algo_labeler(built: dict[str, Any]) -> list[str]:

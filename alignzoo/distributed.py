@@ -277,8 +277,43 @@ def reset() -> None:
     _CURRENT = Engine(world_size=_CURRENT.world_size, rank=_CURRENT.rank, local_rank=_CURRENT.local_rank)
 
 
+def _cuda_problem(index: Optional[int]) -> Optional[str]:
+    if not torch.cuda.is_available():
+        return f"this torch ({torch.__version__}) sees no CUDA GPU (torch.cuda.is_available() is False)"
+    count = torch.cuda.device_count()
+    if index is not None and index >= count:
+        return f"this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+    return None
+
+
+def _mps_problem(index: Optional[int]) -> Optional[str]:
+    mps = getattr(torch.backends, "mps", None)
+    return None if mps is not None and mps.is_available() else "this machine has no Apple MPS device"
+
+
+#: device kinds ``run.device`` may name, each with what makes it unusable on this machine
+_DEVICE_KINDS = {"cpu": lambda index: None, "cuda": _cuda_problem, "mps": _mps_problem}
+
+
+def device_problem(name: str) -> Optional[str]:
+    """Why ``run.device=name`` cannot run here, with the fix (as a ``run.`` validation problem), or None."""
+    if name == "auto":
+        return None
+    kind, colon, index = name.partition(":")
+    if kind not in _DEVICE_KINDS or (colon and not index.isdigit()):
+        return f"device must be auto, cpu, cuda, cuda:N or mps (got {name!r}); e.g. run.device=cpu"
+    problem = _DEVICE_KINDS[kind](int(index) if colon else None)
+    if problem is None:
+        return None
+    return f"device={name}: {problem}; use run.device=cpu (or run.device=auto, the GPU when there is one)"
+
+
 def job_device(name: str, local_rank: Optional[int] = None) -> torch.device:
-    """``run.device`` as a torch device; ``auto`` is this rank's GPU when there is one, else the CPU."""
+    """``run.device`` as a torch device; ``auto`` is this rank's GPU when there is one, else the CPU. A device this
+    machine does not have stops the job with the message validation gives (config validation reports it first)."""
+    problem = device_problem(name)
+    if problem:
+        raise AlignzooError(f"run.{problem}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device(f"cuda:{local_rank}" if local_rank is not None else "cuda")

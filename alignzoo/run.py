@@ -13,9 +13,11 @@ error and traceback, and keeps everything measured before it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import math
 import os
 import platform
 import random
@@ -34,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alignzoo import checkpoint, distributed, plugins
 from alignzoo.config import validate
-from alignzoo.errors import AlignzooError, ConfigError
+from alignzoo.errors import AlignzooError, ConfigError, TrainingDivergedError
 from alignzoo.record import RECORD_FILE, RunRecord, read_record, write_record
 
 log = logging.getLogger("alignzoo")
@@ -343,6 +345,7 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
             record.tokens = int(engine.sum(record.tokens))  # every rank's share
             if not (record.history and record.history[-1]["step"] == ctx.last_step):  # nothing trained since
                 ctx.evaluate(trained if trained is not None else ctx.policy, ctx.last_step)
+        _check_finite(_final_metrics(ctx), ctx.last_step)
         record.status = "ok"
     except BaseException as exc:  # noqa: BLE001 - a job records its failure and returns (sweeps go on)
         record.status = "failed"
@@ -355,23 +358,82 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
     return record
 
 
-def _write(record: RunRecord, job_dir: Path) -> None:
-    """Write ``record.json``. A failed attempt never replaces the ``ok`` record of an earlier one (it goes to
-    ``record.failed.json``); a record that cannot be written (full disk, read-only directory) fails the job with a
-    message that says so, and its metrics go to the log so that they are not lost."""
-    name = RECORD_FILE
-    if record.status == "failed" and (job_dir / RECORD_FILE).is_file():
+def _final_metrics(ctx: RunContext) -> dict[str, Any]:
+    """The record's final metrics: the last train/* values, final-only extras and the last evaluation."""
+    metrics = {**ctx._train_metrics, **ctx.extra_metrics, **(ctx.record.history[-1] if ctx.record.history else {})}
+    metrics.pop("step", None)
+    return metrics
+
+
+def _check_finite(metrics: dict[str, Any], step: int) -> None:
+    """A run whose final train/* or eval/* metric is NaN or inf diverged: it is ``failed``, not ``ok``."""
+    bad = {k: v for k, v in metrics.items() if k.startswith(("train/", "eval/")) and isinstance(v, float)
+           and not math.isfinite(v)}
+    if bad:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(bad.items()))
+        raise TrainingDivergedError(
+            f"the run diverged: {shown} at step {step}; lower the learning rate (algo.lr), clip gradients "
+            "(train.max_grad_norm=1.0), or check the reward and the data for NaN/inf values")
+
+
+def _earlier_ok(job_dir: Path) -> Optional[RunRecord]:
+    try:
+        earlier = read_record(job_dir)
+    except (OSError, ValueError, TypeError):
+        return None
+    return earlier if earlier.status == "ok" else None
+
+
+def _why_started_over(earlier: RunRecord, record: RunRecord, settings: Any) -> str:
+    diff = checkpoint.config_diff(checkpoint.training_config(earlier.config),
+                                  checkpoint.training_config(record.config))
+    if diff:
+        return "this attempt has another config: " + "; ".join(diff[:3]) + ("; ..." if len(diff) > 3 else "")
+    if settings is not None and not settings.resume:
+        return "run.resume=false"
+    return "this attempt started over: it had no checkpoint of that run to continue from"
+
+
+def _unused_name(job_dir: Path) -> str:
+    """``record.<time>.json``, not yet taken: a name ``alignzoo board build`` does not read."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name, n = f"record.{stamp}.json", 1
+    while (job_dir / name).exists():
+        name, n = f"record.{stamp}-{n}.json", n + 1
+    return name
+
+
+def _write(record: RunRecord, job_dir: Path, *, continued: bool = False, settings: Any = None) -> None:
+    """Write ``record.json``. An earlier attempt's ``ok`` record is never overwritten silently: a failed attempt
+    goes to ``record.failed.json``, and an ok attempt that did not continue that run (``continued``: it resumed from
+    its checkpoint) moves it to ``record.<time>.json`` first and names it in the notes. A record that cannot be
+    written (full disk, read-only directory) fails the job with a message that says so, and its metrics go to the
+    log so that they are not lost."""
+    name, aside = RECORD_FILE, None
+    earlier = _earlier_ok(job_dir) if (job_dir / RECORD_FILE).is_file() else None
+    if earlier is not None and record.status == "failed":
+        name = "record.failed.json"
+        record.notes.append(f"an earlier attempt's ok record is kept in {job_dir / RECORD_FILE}; this failed "
+                            f"attempt's record is {job_dir / name}")
+    elif earlier is not None and not continued:
+        why, kept = _why_started_over(earlier, record, settings), job_dir / _unused_name(job_dir)
         try:
-            earlier_ok = read_record(job_dir).status == "ok"
-        except (OSError, ValueError):
-            earlier_ok = False
-        if earlier_ok:
-            name = "record.failed.json"
-            record.notes.append(f"an earlier attempt's ok record is kept in {job_dir / RECORD_FILE}; this failed "
-                                f"attempt's record is {job_dir / name}")
+            os.replace(job_dir / RECORD_FILE, kept)
+        except OSError:  # the earlier record cannot move: it stays where it is and this one takes the other name
+            name = kept.name
+            record.notes.append(f"the earlier attempt's ok record stays in {job_dir / RECORD_FILE} ({why}); this "
+                                f"attempt's record is {kept}")
+        else:
+            aside = kept
+            record.notes.append(f"the earlier attempt's ok record was kept as {kept} ({why}); this attempt's "
+                                f"record is {job_dir / RECORD_FILE}")
     try:
         record.written_to = write_record(record, job_dir, name=name)
     except OSError as exc:
+        if aside is not None:  # put the earlier record back rather than leave no record.json
+            with contextlib.suppress(OSError):
+                os.replace(aside, job_dir / RECORD_FILE)
+                record.notes.pop()
         message = (f"could not write {job_dir / name}: {exc.strerror or exc}; free space on that disk or choose a "
                    f"writable output directory (hydra.run.dir=...). The run's metrics: {record.metrics}")
         log.error(message)
@@ -384,9 +446,7 @@ def _write(record: RunRecord, job_dir: Path) -> None:
 
 def _finish(record: RunRecord, ctx: Optional[RunContext], t0: float, job_dir: Path) -> None:
     if ctx is not None:
-        record.metrics = {**ctx._train_metrics, **ctx.extra_metrics,
-                          **(record.history[-1] if record.history else {})}
-        record.metrics.pop("step", None)
+        record.metrics = _final_metrics(ctx)
         from alignzoo.evaluators.overopt import describe, overoptimization
 
         flag = overoptimization(record.history)
@@ -396,7 +456,9 @@ def _finish(record: RunRecord, ctx: Optional[RunContext], t0: float, job_dir: Pa
     record.wall_time_s = round(time.time() - t0, 3)
     record.peak_memory_mb = _peak_memory_mb()
     if is_main_process():
-        _write(record, job_dir)
+        manager = ctx.checkpoints if ctx is not None else None
+        continued = manager is not None and manager.resumed_step is not None and manager.resume_from is None
+        _write(record, job_dir, continued=continued, settings=ctx.built.get("run") if ctx is not None else None)
     for logger in (ctx.loggers if ctx is not None else []):
         try:
             logger.finish(record)

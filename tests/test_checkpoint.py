@@ -184,3 +184,48 @@ def test_resume_false_moves_old_checkpoints_aside_and_starts_over(tmp_path, dpo_
     assert len(aside) == 1 and any(str(aside[0]) in n for n in again.notes)
     assert [p.name for p in aside[0].iterdir()] == ["step-00000006"]  # kept, never deleted
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000006"]
+
+
+def _bare_ctx(tmp_path):
+    """The least a RunContext must offer ``checkpoint.save``: its manager, record, metrics and notes."""
+    from types import SimpleNamespace
+
+    from alignzoo.record import RunRecord
+
+    record = RunRecord("t", "running", config={"algo": {"name": "x"}})
+    manager = checkpoint.Checkpoints(tmp_path / "checkpoints", every=1, keep=1, config={})
+    return SimpleNamespace(checkpoints=manager, record=record, _train_metrics={}, last_step=0,
+                           note=record.notes.append)
+
+
+def test_a_full_disk_at_the_rename_keeps_the_earlier_checkpoint_of_the_same_step(tmp_path, monkeypatch):
+    """Re-saving a step first moves the earlier checkpoint of that step out of the way; when the rename of the new
+    one then fails (ENOSPC), the earlier one is put back, whole, instead of being left as a removable .tmp-*."""
+    import errno
+
+    ctx, state = _bare_ctx(tmp_path), checkpoint.TrainingState(modules={"policy": torch.nn.Linear(2, 2)})
+    first = checkpoint.save(ctx, state, 2)
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    real = os.replace
+
+    def replace(src, dst, *a, **kw):
+        if ".tmp-step-00000002" in str(src):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert checkpoint.save(ctx, state, 2) is None
+    assert sorted(p.name for p in ctx.checkpoints.root.iterdir()) == ["step-00000002"]
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before and checkpoint.verify(first) is None
+    assert "checkpoint of step 2 could not be written (OSError: [Errno 28] No space left" in ctx.record.notes[-1]
+
+
+def test_a_bug_while_saving_is_raised_not_taken_for_a_full_disk(tmp_path, monkeypatch):
+    """Only the disk's failures are survivable warnings; anything else is a bug and stops the run."""
+    import safetensors.torch as st
+
+    ctx, state = _bare_ctx(tmp_path), checkpoint.TrainingState(modules={"policy": torch.nn.Linear(2, 2)})
+    monkeypatch.setattr(st, "save_file", lambda *a, **k: (_ for _ in ()).throw(ValueError("a bug")))
+    with pytest.raises(ValueError, match="a bug"):
+        checkpoint.save(ctx, state, 1)
+    assert not list(ctx.checkpoints.root.iterdir())  # no half checkpoint left behind

@@ -102,3 +102,85 @@ def test_feedback_size_is_in_the_tokenizer_key_because_it_moves_the_training_spl
     assert len([p for p in (tmp_path / "tokenizer").iterdir() if p.is_dir()]) == 2
     tasks[0].tokenizer(300)  # the same sizes again: reused
     assert len([p for p in (tmp_path / "tokenizer").iterdir() if p.is_dir()]) == 2
+
+
+# -- the stage cache verifies what it reuses ---------------------------------------------------------------------
+
+def _build_slowly(out):
+    """A stage build that takes long enough for a second job to arrive while it runs."""
+    import time
+
+    time.sleep(0.5)
+    (out / "weights.bin").write_bytes(b"w" * 1000)
+    return {"built_by": os.getpid()}
+
+
+def _stage_in_a_child(cache, queue):
+    from alignzoo.stages.cache import run_stage
+
+    notes = []
+    result = run_stage(cache, "demo", {"x": 1}, _build_slowly, note=notes.append)
+    queue.put((result.reused, notes))
+
+
+def test_two_jobs_on_a_damaged_entry_move_it_aside_once_and_build_it_once(tmp_path):
+    """Both jobs see the damage; under the lock the first moves it aside and rebuilds, the second waits and reuses
+    the rebuilt entry (it never moves aside an entry another job is writing: entries are renamed in complete)."""
+    import multiprocessing
+
+    from alignzoo.stages.cache import damage, run_stage
+
+    cache = tmp_path / "cache"
+    entry = run_stage(cache, "demo", {"x": 1}, _build_slowly, note=lambda n: None).path
+    (entry / "weights.bin").write_bytes(b"w" * 10)  # truncated
+    fork = multiprocessing.get_context("fork")
+    queue = fork.Queue()
+    children = [fork.Process(target=_stage_in_a_child, args=(cache, queue)) for _ in range(2)]
+    for c in children:
+        c.start()
+    results = [queue.get(timeout=60) for _ in children]
+    for c in children:
+        c.join(timeout=60)
+        assert c.exitcode == 0
+    assert sorted(reused for reused, _ in results) == [False, True]
+    builder_notes = next(notes for reused, notes in results if not reused)
+    assert "weights.bin has 10 bytes instead of 1000 (truncated or overwritten)" in builder_notes[0]
+    assert len(list(entry.parent.glob(f"{entry.name}.damaged-*"))) == 1
+    assert damage(entry, "demo", entry.name) is None and (entry / "weights.bin").read_bytes() == b"w" * 1000
+
+
+def test_reuse_hashes_an_entry_once_per_process_and_still_sees_a_rewritten_file(tmp_path, monkeypatch):
+    """Checksums are computed on the first reuse in a process; later reuses check sizes and timestamps only, so a
+    file rewritten in place (same size) is hashed again and caught."""
+    import time
+
+    from alignzoo import manifest
+    from alignzoo.stages import cache as stage_cache
+
+    entry = stage_cache.run_stage(tmp_path, "demo", {"x": 1}, _build_slowly, note=lambda n: None).path
+    stage_cache._VERIFIED.clear()  # as in a fresh process
+    hashed = []
+    real = manifest.sha256
+    monkeypatch.setattr(manifest, "sha256", lambda path: hashed.append(path.name) or real(path))
+    notes = []
+    for _ in range(3):
+        assert stage_cache.run_stage(tmp_path, "demo", {"x": 1}, _build_slowly, note=notes.append).reused
+    assert sorted(hashed) == ["meta.json", "weights.bin"]  # once, not three times
+    time.sleep(0.05)  # file timestamps tick coarsely; a real rewrite comes long after the build
+    (entry / "weights.bin").write_bytes(b"x" * 1000)
+    result = stage_cache.run_stage(tmp_path, "demo", {"x": 1}, _build_slowly, note=notes.append)
+    assert not result.reused
+    assert "weights.bin does not match its SHA-256 checksum (corrupted)" in notes[-2]
+
+
+def test_a_build_that_fails_for_its_own_reasons_keeps_its_error_and_leaves_nothing(tmp_path):
+    """Only the cache disk's failures become the cache's message; a bug in a build stays a bug (its own error)."""
+    from alignzoo.stages.cache import run_stage
+
+    def broken(out):
+        (out / "half.bin").write_bytes(b"x")
+        raise PermissionError(13, "Permission denied", "/elsewhere/input.txt")  # reading an input, not the cache
+
+    with pytest.raises(PermissionError):
+        run_stage(tmp_path, "demo", {"x": 2}, broken, note=lambda n: None)
+    assert [p.name for p in (tmp_path / "demo").iterdir() if not p.name.endswith(".lock")] == []
