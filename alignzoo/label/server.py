@@ -91,10 +91,8 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     page = env.get_template("index.html")
 
-    def error(status: int, message: str, field: Optional[str] = None, close: bool = False) -> JSONResponse:
-        # close: the body was not read, so the connection cannot carry another request
-        return JSONResponse({"error": message, "field": field}, status_code=status,
-                            headers={"Connection": "close"} if close else None)
+    def error(status: int, message: str, field: Optional[str] = None) -> JSONResponse:
+        return JSONResponse({"error": message, "field": field}, status_code=status)
 
     def who(request: Request, value: Any = None) -> str:
         name = value if value is not None else request.query_params.get("annotator", annotator)
@@ -125,7 +123,7 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
             return error(415, "send the judgment as application/json")
         body = await request.body()
         if len(body) > max_body_bytes:  # cannot happen behind the Content-Length check; kept as a second wall
-            return error(413, f"the request body is over {max_body_bytes} bytes", close=True)
+            return refused(error(413, f"the request body is over {max_body_bytes} bytes"))
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
@@ -149,19 +147,23 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
             response.headers[k] = v
         return response
 
+    def refused(response: Response) -> Response:
+        response.headers["Connection"] = "close"  # the body is left unread: end the connection, do not drain it
+        return secured(response)
+
     class Guard(BaseHTTPMiddleware):
         """Host check (loopback binding), access token, body limit, origin of writes, and security headers on every
         response; all of them from the headers, before the body is read."""
 
         async def dispatch(self, request: Request, call_next: Callable) -> Response:
             if loopback_only and (request.url.hostname or "") not in LOOPBACK_NAMES:
-                return secured(PlainTextResponse("this labeling server only answers requests to localhost",
+                return refused(PlainTextResponse("this labeling server only answers requests to localhost",
                                                  status_code=403))
             if access_token:
                 given = (request.cookies.get(COOKIE), request.query_params.get("token"),
                          request.headers.get("authorization", "").removeprefix("Bearer ").strip())
                 if not any(g and secrets.compare_digest(g.encode(), access_token.encode()) for g in given):
-                    return secured(PlainTextResponse(
+                    return refused(PlainTextResponse(
                         "access token required: open the URL printed by `alignzoo label` (it ends in ?token=...)",
                         status_code=401))
                 if request.query_params.get("token") and request.method == "GET" and request.url.path == "/":
@@ -170,12 +172,12 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
                     response: Response = RedirectResponse("/" + (f"?{query}" if query else ""), status_code=303)
                     response.set_cookie(COOKIE, access_token, httponly=True, samesite="strict")
                     return secured(response)
-            refused = body_problem(request.method, request.headers, max_body_bytes)
-            if refused:
-                return secured(error(*refused, close=True))
+            too_big = body_problem(request.method, request.headers, max_body_bytes)
+            if too_big:
+                return refused(error(*too_big))
             foreign = origin_problem(request.method, request.headers)
             if foreign:
-                return secured(error(403, foreign, close=True))
+                return refused(error(403, foreign))
             return secured(await call_next(request))
 
     routes = [Route("/", index), Route("/api/state", state), Route("/api/judge", judge, methods=["POST"]),
