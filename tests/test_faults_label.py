@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -143,6 +143,13 @@ class CliRow:
     args: list[str]
     says: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    setup: Optional[Callable[[Path], list[str]]] = None  # more args, from files it writes in a temporary folder
+
+
+def _latin1_source(tmp: Path) -> list[str]:
+    src = tmp / "latin.jsonl"
+    src.write_bytes(json.dumps(ITEMS[0]).encode() + b'\n{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n')
+    return ["--from", str(src), "--out", str(tmp / "new-session")]
 
 
 def _pick(s: Server, **fields: Any) -> dict[str, Any]:
@@ -205,6 +212,8 @@ ROWS: list[Any] = [
            ("--annotator 'bob\\x1b[31m' contains a control character (U+001B)", "1-64 letters, digits or _.@-")),
     CliRow("label-cli-annotator-too-long", ["--annotator", "a" * 65], ("is 65 characters long",)),
     CliRow("label-cli-max-body-zero", ["--max-body-kb", "0"], ("--max-body-kb must be between 1 and 10240 (got 0)",)),
+    CliRow("label-cli-from-file-not-utf8", [], ("latin.jsonl is not UTF-8 text: line 2 (1-based) has byte 0xe9 at "
+                                                "column 16", "save the file as UTF-8"), setup=_latin1_source),
 ]
 HTTP = [r for r in ROWS if isinstance(r, HttpRow)]
 CLI = [r for r in ROWS if isinstance(r, CliRow)]
@@ -232,7 +241,7 @@ def test_bad_request(row: HttpRow, server: Server):
 
 
 @pytest.mark.parametrize("row", CLI, ids=[r.id for r in CLI])
-def test_bad_option(row: CliRow, server: Server, capsys, monkeypatch):
+def test_bad_option(row: CliRow, server: Server, tmp_path, capsys, monkeypatch):
     from alignzoo.cli import main
 
     monkeypatch.delenv("ALIGNZOO_LABEL_TOKEN", raising=False)
@@ -240,7 +249,8 @@ def test_bad_option(row: CliRow, server: Server, capsys, monkeypatch):
         monkeypatch.setenv(k, v)
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
-        main(["label", "--out", str(server.out), "--port", str(server.port), *row.args])
+        main(["label", "--out", str(server.out), "--port", str(server.port), *row.args,
+              *(row.setup(tmp_path) if row.setup else [])])
     err = capsys.readouterr().err
     assert e.value.code == 2, err
     lines = [line for line in err.splitlines() if line.startswith("alignzoo: error:")]
