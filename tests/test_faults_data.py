@@ -103,6 +103,8 @@ def _chat_with(at: int, **bad: Any) -> list[dict[str, Any]]:
     return rows
 
 
+LATIN1_JSONL = b"".join([json.dumps(GOOD).encode() + b"\n"] * 2
+                        + [b'{"prompt": "caf\xe9 was", "chosen": " great", "rejected": " awful"}\n'])
 TEXT = "give text (a string) in every row, or chat messages in every row"
 
 FAULTS = [
@@ -157,9 +159,7 @@ FAULTS = [
     Fault("data-jsonl-not-utf8", "data", [], 2,
           ("latin.jsonl is not UTF-8 text: line 3 (1-based) has byte 0xe9 at column 16", "save the file as UTF-8",
            "iconv -f latin1 -t utf-8 latin.jsonl"),
-          setup=_raw(b"".join([json.dumps(GOOD).encode() + b"\n"] * 2 + [b'{"prompt": "caf\xe9 was", '
-                                                                          b'"chosen": " great", "rejected": " awful"}\n']),
-                     "latin.jsonl"), check=_kept),
+          setup=_raw(LATIN1_JSONL, "latin.jsonl"), check=_kept),
     Fault("data-csv-not-utf8", "data", [], 2,
           ("could not load dataset", "latin.csv is not UTF-8 text: line 2 (1-based) has byte 0xe9 at column 4",
            "save the file as UTF-8"),

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import datasets  # noqa: F401 - first imported here, not in a CLI row: its log handler keeps that sys.stderr
 import pytest
 
 ITEMS = [{"prompt": f"review {i}: the film was", "chosen": f" great {i}", "rejected": f" awful {i}"} for i in range(3)]
@@ -122,6 +123,17 @@ def server(tmp_path_factory):
         proc.wait(10)
 
 
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """``alignzoo label`` run in this process configures the root logger on the stderr pytest captured for that test;
+    later tests would log into a closed stream (a "Logging error" traceback on their stderr)."""
+    import logging
+
+    handlers = logging.root.handlers[:]
+    yield
+    logging.root.handlers[:] = handlers
+
+
 # -- the rows --------------------------------------------------------------------------------------------------------
 @dataclass
 class HttpRow:
@@ -173,7 +185,8 @@ ROWS: list[Any] = [
             ("a write from another origin ('null')",), closes=True),
     HttpRow("label-missing-csrf-token", lambda s: s.judge(_pick(s), {"X-CSRF-Token": ""}), 403,
             ("missing or wrong CSRF token", "reload the page")),
-    HttpRow("label-not-json", lambda s: s.judge(b'{"item": '), 400, ("the body is not valid JSON", "send one JSON object")),
+    HttpRow("label-not-json", lambda s: s.judge(b'{"item": '), 400,
+            ("the body is not valid JSON", "send one JSON object")),
     HttpRow("label-deeply-nested-json", lambda s: s.judge(b"[" * 60000), 400,
             ("the body is not valid JSON (RecursionError",)),
     HttpRow("label-not-an-object", lambda s: s.judge([1, 2]), 400,
@@ -195,8 +208,9 @@ ROWS: list[Any] = [
             ("item: unknown comparison 'abc'; take the ids from /api/state",), "item"),
     HttpRow("label-demonstration-too-long", lambda s: s.judge(_pick(s, demonstration="d" * 20001)), 400,
             ("demonstration: is 20001 characters long; at most 20000",), "demonstration"),
-    HttpRow("label-unpaired-surrogate", lambda s: s.judge(b'{"item": "x", "judgment": "tie", "demonstration": "\\ud800"}'),
-            400, ("demonstration: holds an unpaired UTF-16 surrogate", "send valid UTF-8 text"), "demonstration"),
+    HttpRow("label-unpaired-surrogate",
+            lambda s: s.judge(b'{"item": "x", "judgment": "tie", "demonstration": "\\ud800"}'), 400,
+            ("demonstration: holds an unpaired UTF-16 surrogate", "send valid UTF-8 text"), "demonstration"),
     HttpRow("label-annotator-control-character", lambda s: s.judge(_pick(s, annotator="bob\u0007")), 400,
             ("annotator: 'bob\\x07' contains a control character (U+0007)", "1-64 letters, digits or _.@-"),
             "annotator"),

@@ -128,6 +128,8 @@ def main(args: list[str]) -> int:
     ns.token_from_env = ns.access_token is None and bool(os.environ.get("ALIGNZOO_LABEL_TOKEN"))
     if ns.token_from_env:
         ns.access_token = os.environ["ALIGNZOO_LABEL_TOKEN"]
+    if not ns.report:
+        check_options(ns)
     logging.basicConfig(level=logging.INFO, format="alignzoo: %(message)s", stream=sys.stderr)
     import datasets
 
@@ -135,7 +137,6 @@ def main(args: list[str]) -> int:
     if ns.report:
         print(report(ns.out, ns.overrides))
         return 0
-    check_options(ns)
     session = open_session(ns)
     try:
         serve(session, host=ns.host, port=ns.port, annotator=ns.annotator, access_token=ns.access_token,
