@@ -327,3 +327,13 @@ def test_a_100_mb_post_is_refused_without_the_server_growing(framing: str, serve
     assert b"connection: close" in reply.lower()
     assert max(after, peak) - before < 50 << 20, (before, peak, after, sent)
     _still_serving(server)
+
+
+@pytest.mark.parametrize("path", ["/static/../server.py", "/static/..%2fserver.py", "/static/....//server.py",
+                                  "/static/%2e%2e/%2e%2e/label/store.py", "/static//etc/passwd"])
+def test_static_files_stay_inside_their_folder(path: str, server: Server):
+    status, _, body = server.request("GET", path, {})
+    assert status in (400, 404), (status, body[:200])
+    assert b"import" not in body and b"root:" not in body
+    assert server.request("GET", "/static/label.js", {})[0] == 200
+    _still_serving(server)
