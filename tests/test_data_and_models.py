@@ -68,3 +68,60 @@ def test_schedules():
     assert [round(SCHEDULES["constant"](s, 4, 10), 2) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert SCHEDULES["linear"](10, 0, 10) == 0.0 and SCHEDULES["linear"](0, 0, 10) == 1.0
     assert SCHEDULES["cosine"](5, 0, 10) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("value, says", [
+    (None, "is null"),
+    ("", None), ("text", None),
+    (7, "is a number (7), not text"), (True, "is a boolean (True)"),
+    (b"x", "is bytes"),
+    (["a", "b"], "is a list of strings"),
+    ([], None),  # no messages: an empty response (skipped), or an empty prompt (refused by row_problems)
+    ([{"role": "user", "content": "hi"}], None),
+    ([{"role": "user", "content": "hi"}, 3], "message 1 is a number, not a message"),
+    ([{"content": "hi"}], "message 0 has no 'role'"),
+    ([{"role": "user"}], "message 0 (user) has no 'content'"),
+    ([{"role": "user", "content": None}], "message 0 (user) has no 'content'"),  # what arrow fills in
+    ([{"role": "user", "content": ["hi"]}], "message 0 (user) has content that is a list, not text"),
+    ([{"role": "human", "content": "hi"}], "message 0 has role 'human'"),
+    ({"role": "user", "content": "hi"}, "is a single message, not a list of messages"),
+    ({"text": "hi"}, "is an object with keys ['text']"),
+])
+def test_each_kind_of_bad_cell_has_its_own_message(value, says):
+    from alignzoo.tasks.hf_preferences import cell_problem
+
+    got = cell_problem(value)
+    assert (got is None) if says is None else (says in got[0] and got[1]), got
+
+
+def test_bad_rows_are_named_by_their_index_in_the_split_before_the_eval_hold_out(tmp_path):
+    from alignzoo.errors import DataError
+    from alignzoo.tasks.hf_preferences import HFPreferencesConfig, HFPreferencesTask
+
+    rows = {"prompt": ["the film was"] * 60, "chosen": [" great"] * 60, "rejected": [" awful"] * 60}
+    rows["chosen"][57] = None
+    rows["rejected"][58] = None
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "d"))
+    with pytest.raises(DataError) as e:
+        HFPreferencesTask(HFPreferencesConfig(path=str(tmp_path / "d"), eval_fraction=0.5), seed=0)
+    message = str(e.value)
+    assert "(split 'train') row 57 (0-based), column 'chosen': is null" in message
+    assert "(1 more row(s) have problems)" in message
+    # an empty response is not a bad cell: the row is skipped, and counted
+    rows["chosen"][57], rows["rejected"][58] = "", "  "
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "ok"))
+    task = HFPreferencesTask(HFPreferencesConfig(path=str(tmp_path / "ok"), eval_fraction=0.0), seed=0)
+    assert len(task.preference_data(Policy(model=None, tokenizer=None))) == 58 and task.skipped_rows == 2
+
+
+def test_conversational_rows_with_a_system_message_and_empty_responses_pass(tmp_path):
+    from alignzoo.tasks.hf_preferences import HFPreferencesConfig, HFPreferencesTask
+
+    path = tmp_path / "chat"
+    system = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "the film?"}]
+    rows = {"prompt": [system] * 6, "chosen": [[{"role": "assistant", "content": "lovely"}]] * 5 + [[]],
+            "rejected": [[{"role": "assistant", "content": "dull"}]] * 6}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(path))
+    task = HFPreferencesTask(HFPreferencesConfig(path=str(path), eval_fraction=0.0), seed=0)
+    tok = train_bpe_tokenizer(task.tokenizer_texts(), 300)
+    assert len(task.preference_data(Policy(model=None, tokenizer=tok))) == 5 and task.skipped_rows == 1

@@ -12,8 +12,21 @@ from alignzoo.errors import DataError
 from alignzoo.label.agreement import (bradley_terry, compare, gold_reference, inter_annotator, simulated_reference,
                                       summarize)
 from alignzoo.label.items import items_from_file
-from alignzoo.label.store import LabelSession, read_labels, validate_judgment
+from alignzoo.label.limits import annotator_problem, body_problem, origin_problem, token_problem
+from alignzoo.label.schema import RequestError, check_fields, validate_judgment
+from alignzoo.label.store import LabelSession, read_labels
 from alignzoo.stages.feedback import Annotator
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """``alignzoo label`` run in this process configures the root logger on the stderr pytest captured for that test;
+    later tests would log into a closed stream (a "Logging error" traceback on their stderr)."""
+    import logging
+
+    handlers = logging.root.handlers[:]
+    yield
+    logging.root.handlers[:] = handlers
 
 
 def _source(path, rows):
@@ -71,12 +84,68 @@ def test_a_session_folder_refuses_other_comparisons(tmp_path):
 def test_judgments_are_validated():
     assert validate_judgment({"judgment": "pick", "ranking": [2, 0, 1]}, 3)["judgment"] == "rank"
     assert validate_judgment({"judgment": "tie", "ranking": [1, 0]}, 2)["ranking"] == []
-    for bad, msg in [({"judgment": "meh"}, "judgment must be one of"),
-                     ({"judgment": "pick", "ranking": [0, 0]}, "permutation of 0..1"),
-                     ({"judgment": "pick", "ranking": [0, 1], "ratings": [9, 0]}, "ratings must be 2 integers"),
-                     ({"judgment": "pick", "ranking": [0, 1], "seconds": -1}, "seconds must be a number >= 0")]:
-        with pytest.raises(ValueError, match=msg):
+    assert validate_judgment({"judgment": "pick", "ranking": [0, 1], "seconds": 1e9}, 2)["seconds"] == 86400.0
+    for bad, field, msg in [({"judgment": "meh"}, "judgment", "judgment: must be one of pick, rank, tie, both_bad"),
+                            ({"judgment": "pick", "ranking": [0, 0]}, "ranking", "permutation of 0..1"),
+                            ({"judgment": "pick", "ranking": [0, "1"]}, "ranking", "permutation of 0..1"),
+                            ({"judgment": "pick", "ranking": [0, 1], "ratings": [9, 0]}, "ratings",
+                             "ratings: must be 2 integers in 0..5"),
+                            ({"judgment": "pick", "ranking": [0, 1], "ratings": [1]}, "ratings", "must be 2 integers"),
+                            ({"judgment": "pick", "ranking": [0, 1], "seconds": -1}, "seconds",
+                             "seconds: must be a number >= 0"),
+                            ({"judgment": "pick", "ranking": [0, 1], "seconds": True}, "seconds", "must be a number")]:
+        with pytest.raises(RequestError, match=msg) as e:
             validate_judgment(bad, 2)
+        assert e.value.field == field
+
+
+@pytest.mark.parametrize("payload, field, says", [
+    ([1, 2], None, "the body must be a JSON object with the fields item, judgment"),
+    ({"judgment": "tie"}, "item", "item: is required"),
+    ({"item": "x", "judgment": "tie", "admin": True}, "admin", "admin: unknown field; a judgment has only item"),
+    ({"item": 5, "judgment": "tie"}, "item", "item: must be text (a JSON string) (got 5)"),
+    ({"item": "x" * 65, "judgment": "tie"}, "item", "item: is 65 characters long; at most 64"),
+    ({"item": "x", "judgment": "tie", "ranking": "0,1"}, "ranking", "ranking: must be a list of integers (got '0,1')"),
+    ({"item": "x", "judgment": "tie", "ratings": [1.5, 2]}, "ratings", "ratings: must be a list of integers"),
+    ({"item": "x", "judgment": "tie", "ratings": None}, "ratings", "ratings: must be a list of integers (got null)"),
+    ({"item": "x", "judgment": "tie", "seconds": "2"}, "seconds", "seconds: must be a finite number"),
+    ({"item": "x", "judgment": "tie", "seconds": float("nan")}, "seconds", "seconds: must be a finite number"),
+    ({"item": "x", "judgment": "tie", "demonstration": "d" * 20001}, "demonstration", "is 20001 characters long"),
+    ({"item": "x", "judgment": "tie", "demonstration": "\ud800"}, "demonstration", "unpaired UTF-16 surrogate"),
+    ({"item": "x", "judgment": "tie", "annotator": ["a"]}, "annotator", "annotator: must be text"),
+])
+def test_write_requests_are_checked_field_by_field(payload, field, says):
+    with pytest.raises(RequestError) as e:
+        check_fields(payload)
+    assert e.value.field == field and says in str(e.value)
+    assert len(str(e.value)) < 200  # a long bad value is not echoed back
+
+
+def test_annotator_ids_tokens_and_body_limits():
+    assert annotator_problem("alice.b@lab-1") is None
+    assert "control character (U+000A)" in annotator_problem("bob\n")  # "$" of a regex would let this one pass
+    assert "control character (U+001B)" in annotator_problem("\x1b[31mred")
+    assert "contains ' '" in annotator_problem("bob smith")
+    assert "is 65 characters long" in annotator_problem("a" * 65) and "is empty" in annotator_problem("")
+    assert token_problem("a" * 16) is None and token_problem("Ab3_-.~" * 3) is None
+    assert "is 6 characters long; an access token needs at least 16" in token_problem("tok123")
+    assert "only letters, digits and -._~" in token_problem("p@ss word with spaces")
+    assert body_problem("POST", {"content-length": "65536"}, 65536) is None
+    assert body_problem("GET", {}, 65536) is None
+    assert body_problem("POST", {"content-length": "65537"}, 65536)[0] == 413
+    assert body_problem("POST", {"content-length": "9" * 40}, 65536)[0] == 413
+    assert body_problem("POST", {}, 65536)[0] == 411
+    assert body_problem("POST", {"transfer-encoding": "chunked"}, 65536)[0] == 411
+    assert body_problem("POST", {"content-length": "-1"}, 65536)[0] == 400
+    host = {"host": "127.0.0.1:8765"}
+    assert origin_problem("POST", {**host, "origin": "http://127.0.0.1:8765"}) is None
+    assert origin_problem("POST", host) is None  # no Origin: not a browser; the CSRF token still decides
+    assert origin_problem("GET", {**host, "origin": "http://evil.example"}) is None  # reads are not writes
+    for other in ("http://evil.example", "http://127.0.0.1:9999", "null", "http://localhost:8765", "http://x:bad",
+                  "ftp://127.0.0.1:8765"):
+        assert "a write from another origin" in origin_problem("POST", {**host, "origin": other}), other
+    # behind a TLS proxy: https://labels.example reaches the server as Host: labels.example
+    assert origin_problem("POST", {"host": "labels.example", "origin": "https://labels.example"}) is None
 
 
 def test_chosen_and_rejected_files_are_shown_in_a_random_order(tmp_path):

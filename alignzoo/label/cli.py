@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from alignzoo.errors import AlignzooError
+from alignzoo.label.limits import DEFAULT_MAX_BODY_KB, MIN_TOKEN, annotator_problem, max_body_problem, token_problem
 
 DEFAULT_OUT = "outputs/labels"
 
@@ -34,9 +35,12 @@ def parser() -> argparse.ArgumentParser:
                    "(default $USER); others can open the page with ?annotator=NAME")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
-    p.add_argument("--access-token", default=os.environ.get("ALIGNZOO_LABEL_TOKEN"), metavar="TOKEN",
-                   help="require this token on every request (needed to bind beyond localhost; default "
-                   "$ALIGNZOO_LABEL_TOKEN)")
+    p.add_argument("--access-token", default=None, metavar="TOKEN",
+                   help=f"require this token (at least {MIN_TOKEN} URL-safe characters) on every request (needed to "
+                   "bind beyond localhost; default $ALIGNZOO_LABEL_TOKEN)")
+    p.add_argument("--max-body-kb", type=int, default=DEFAULT_MAX_BODY_KB, metavar="KB",
+                   help=f"refuse request bodies over this size, unread (default {DEFAULT_MAX_BODY_KB}; raise it only "
+                   "for very long demonstrations)")
     p.add_argument("-k", "--completions", type=int, default=None, metavar="K",
                    help="completions per prompt when sampling (default: the task's completions_per_prompt, else 2)")
     p.add_argument("--limit", type=int, default=None, help="number of comparisons to label (default: 100 sampled "
@@ -104,14 +108,28 @@ def open_session(ns: argparse.Namespace) -> Any:
     return LabelSession.open(folder, items, source)
 
 
+def check_options(ns: argparse.Namespace) -> None:
+    """The options that the server relies on, checked before the session opens (sampling may take minutes)."""
+    token = "--access-token (from $ALIGNZOO_LABEL_TOKEN)" if ns.token_from_env else "--access-token"
+    checks = [(f"--annotator {ns.annotator[:80]!r}", annotator_problem(ns.annotator)),
+              ("--max-body-kb", max_body_problem(ns.max_body_kb)),
+              (token, None if ns.access_token is None else token_problem(ns.access_token))]  # never echo a token
+    found = [f"{option} {problem}" for option, problem in checks if problem]
+    if found:
+        raise AlignzooError("; ".join(found))
+
+
 def main(args: list[str]) -> int:
     import logging
 
-    from alignzoo.label.server import ANNOTATOR, serve
+    from alignzoo.label.server import serve
 
     ns = parser().parse_args(args)
-    if not ANNOTATOR.match(ns.annotator):
-        raise AlignzooError(f"--annotator must be 1-64 letters, digits or _.@- (got {ns.annotator!r})")
+    ns.token_from_env = ns.access_token is None and bool(os.environ.get("ALIGNZOO_LABEL_TOKEN"))
+    if ns.token_from_env:
+        ns.access_token = os.environ["ALIGNZOO_LABEL_TOKEN"]
+    if not ns.report:
+        check_options(ns)
     logging.basicConfig(level=logging.INFO, format="alignzoo: %(message)s", stream=sys.stderr)
     import datasets
 
@@ -122,7 +140,7 @@ def main(args: list[str]) -> int:
     session = open_session(ns)
     try:
         serve(session, host=ns.host, port=ns.port, annotator=ns.annotator, access_token=ns.access_token,
-              open_browser=ns.open)
+              open_browser=ns.open, max_body_kb=ns.max_body_kb)
     except KeyboardInterrupt:
         pass
     return 0

@@ -25,6 +25,23 @@ def _items(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"id": r["id"], **{k: v for k, v in r.items() if k != "id"}} for r in rows]
 
 
+def _decoded(data: Any, path: str | Path) -> Any:
+    """The rows of ``data``; a text cell that is not UTF-8 (the json reader keeps such bytes, and fails only when a
+    row is read) stops with the file's line and the fix instead of a traceback."""
+    from alignzoo.tasks.hf_preferences import unreadable_line
+
+    rows = iter(data)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            where = unreadable_line(Path(path).expanduser()) or "a text cell is not valid UTF-8"
+            raise DataError(f"--from {path}: {where}") from None
+        yield row
+
+
 def items_from_file(path: str | Path, *, limit: Optional[int] = None, seed: int = 0) -> tuple[list[dict], dict]:
     """Comparisons from a dataset file or directory (anything ``task=hf_preferences`` reads): rows with
     ``prompt`` and ``completions`` (K texts; ``gold`` / ``ended`` lists are kept), or with ``prompt``, ``chosen``
@@ -46,7 +63,7 @@ def items_from_file(path: str | Path, *, limit: Optional[int] = None, seed: int 
                         f"and rejected; its columns are {sorted(cols)}")
     rng = random.Random(seed)
     rows = []
-    for n, ex in enumerate(data, start=1):
+    for n, ex in enumerate(_decoded(data, path), start=1):
         if limit is not None and len(rows) >= limit:
             break
         if "completions" in cols:

@@ -5,7 +5,11 @@
 - ``GET /api/state?annotator=ID``: that annotator's next comparison (never its gold scores), progress, and
   agreement between annotators;
 - ``POST /api/judge``: record one judgment. Refused with 403 unless it carries this server session's CSRF token
-  (header ``X-CSRF-Token``, embedded in the page) and is JSON.
+  (header ``X-CSRF-Token``, embedded in the page) and, when it has an ``Origin``, comes from this server's own
+  origin; 415 unless it is JSON; 400 (naming the field) unless every field fits ``schema.JUDGE_FIELDS``.
+
+Every request's body is limited (``max_body_bytes``, checked from ``Content-Length`` before a byte is read: 413, and
+the connection is closed); see ``limits``. Error responses of the API are ``{"error": message, "field": name}``.
 
 Safe by default: binds 127.0.0.1 and answers only requests addressed to a loopback host name (no DNS rebinding);
 with ``access_token`` every request must present it (``?token=`` once, then a cookie, or ``Authorization:
@@ -15,7 +19,7 @@ Bearer``), and only then may the server bind another address.
 from __future__ import annotations
 
 import ipaddress
-import re
+import json
 import secrets
 import socket
 import sys
@@ -25,10 +29,12 @@ from urllib.parse import urlencode
 
 from alignzoo.errors import AlignzooError
 from alignzoo.label.agreement import inter_annotator
-from alignzoo.label.store import RATING_SCALE, LabelSession, latest_judgments, validate_judgment
+from alignzoo.label.limits import (DEFAULT_MAX_BODY_KB, annotator_problem, body_problem, origin_problem,
+                                   token_problem)
+from alignzoo.label.schema import RequestError, check_fields, validate_judgment
+from alignzoo.label.store import RATING_SCALE, LabelSession, latest_judgments
 
 HERE = Path(__file__).resolve().parent
-ANNOTATOR = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 COOKIE = "alignzoo_label_token"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 HEADERS = {
@@ -68,8 +74,10 @@ def state_of(session: LabelSession, annotator: str) -> dict[str, Any]:
 
 
 def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[str] = None,
-               access_token: Optional[str] = None, loopback_only: bool = True) -> Any:
-    """The Starlette app for ``session``; ``annotator`` is the default id (the page's ``?annotator=`` overrides)."""
+               access_token: Optional[str] = None, loopback_only: bool = True,
+               max_body_bytes: int = DEFAULT_MAX_BODY_KB * 1024) -> Any:
+    """The Starlette app for ``session``; ``annotator`` is the default id (the page's ``?annotator=`` overrides);
+    request bodies over ``max_body_bytes`` are refused unread."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
@@ -83,19 +91,20 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     page = env.get_template("index.html")
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+    def error(status: int, message: str, field: Optional[str] = None) -> JSONResponse:
+        return JSONResponse({"error": message, "field": field}, status_code=status)
 
     def who(request: Request, value: Any = None) -> str:
         name = value if value is not None else request.query_params.get("annotator", annotator)
-        if not isinstance(name, str) or not ANNOTATOR.match(name):
-            raise ValueError(f"annotator id must be 1-64 letters, digits or _.@- (got {name!r})")
+        problem = annotator_problem(name)
+        if problem:
+            raise RequestError("annotator", f"{str(name)[:80]!r} {problem}")
         return name
 
     async def index(request: Request) -> Response:
         try:
             name = who(request)
-        except ValueError as exc:
+        except RequestError as exc:
             return PlainTextResponse(str(exc), status_code=400)
         html = page.render(csrf_token=csrf, annotator=name, total=len(session.items), folder=str(session.folder))
         return HTMLResponse(html)
@@ -103,8 +112,8 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
     async def state(request: Request) -> Response:
         try:
             return JSONResponse(state_of(session, who(request)))
-        except ValueError as exc:
-            return error(400, str(exc))
+        except RequestError as exc:
+            return error(400, str(exc), exc.field)
 
     async def judge(request: Request) -> Response:
         sent = request.headers.get("x-csrf-token", "")
@@ -112,17 +121,23 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
             return error(403, "missing or wrong CSRF token: reload the page (the server may have restarted)")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return error(415, "send the judgment as application/json")
+        body = await request.body()
+        if len(body) > max_body_bytes:  # cannot happen behind the Content-Length check; kept as a second wall
+            return refused(error(413, f"the request body is over {max_body_bytes} bytes"))
         try:
-            payload = await request.json()
-            if not isinstance(payload, dict):
-                raise ValueError("the body must be a JSON object")
+            payload = json.loads(body)
+        except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
+            return error(400, f"the body is not valid JSON ({type(exc).__name__}: {str(exc)[:120]}); send one "
+                         "JSON object")
+        try:
+            check_fields(payload)
             name = who(request, payload.get("annotator", annotator))
-            item = session.item(str(payload.get("item")))
+            item = session.item(payload["item"])
             if item is None:
-                raise ValueError(f"unknown item {payload.get('item')!r}")
+                raise RequestError("item", f"unknown comparison {payload['item']!r}; take the ids from /api/state")
             fields = validate_judgment(payload, len(item["completions"]))
-        except ValueError as exc:
-            return error(400, str(exc))
+        except RequestError as exc:
+            return error(400, str(exc), exc.field)
         session.record(name, item["id"], fields)
         return JSONResponse({"saved": {"item": item["id"], "judgment": fields["judgment"]},
                              **state_of(session, name)})
@@ -132,18 +147,23 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
             response.headers[k] = v
         return response
 
+    def refused(response: Response) -> Response:
+        response.headers["Connection"] = "close"  # the body is left unread: end the connection, do not drain it
+        return secured(response)
+
     class Guard(BaseHTTPMiddleware):
-        """Host check (loopback binding), access token, and security headers on every response."""
+        """Host check (loopback binding), access token, body limit, origin of writes, and security headers on every
+        response; all of them from the headers, before the body is read."""
 
         async def dispatch(self, request: Request, call_next: Callable) -> Response:
             if loopback_only and (request.url.hostname or "") not in LOOPBACK_NAMES:
-                return secured(PlainTextResponse("this labeling server only answers requests to localhost",
+                return refused(PlainTextResponse("this labeling server only answers requests to localhost",
                                                  status_code=403))
             if access_token:
                 given = (request.cookies.get(COOKIE), request.query_params.get("token"),
                          request.headers.get("authorization", "").removeprefix("Bearer ").strip())
                 if not any(g and secrets.compare_digest(g.encode(), access_token.encode()) for g in given):
-                    return secured(PlainTextResponse(
+                    return refused(PlainTextResponse(
                         "access token required: open the URL printed by `alignzoo label` (it ends in ?token=...)",
                         status_code=401))
                 if request.query_params.get("token") and request.method == "GET" and request.url.path == "/":
@@ -152,6 +172,12 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
                     response: Response = RedirectResponse("/" + (f"?{query}" if query else ""), status_code=303)
                     response.set_cookie(COOKIE, access_token, httponly=True, samesite="strict")
                     return secured(response)
+            too_big = body_problem(request.method, request.headers, max_body_bytes)
+            if too_big:
+                return refused(error(*too_big))
+            foreign = origin_problem(request.method, request.headers)
+            if foreign:
+                return refused(error(403, foreign))
             return secured(await call_next(request))
 
     routes = [Route("/", index), Route("/api/state", state), Route("/api/judge", judge, methods=["POST"]),
@@ -162,14 +188,19 @@ def create_app(session: LabelSession, *, annotator: str, csrf_token: Optional[st
 
 
 def serve(session: LabelSession, *, host: str = "127.0.0.1", port: int = 8765, annotator: str = "annotator",
-          access_token: Optional[str] = None, open_browser: bool = False) -> None:
+          access_token: Optional[str] = None, open_browser: bool = False,
+          max_body_kb: int = DEFAULT_MAX_BODY_KB) -> None:
     """Serve the page until interrupted; prints the URL (with the real port when ``port`` is 0)."""
     import uvicorn
 
+    weak = access_token is not None and token_problem(access_token)
+    if weak:
+        raise AlignzooError(f"--access-token {weak}")
     if not is_loopback(host) and not access_token:
         raise AlignzooError(f"--host {host} would let anyone on the network label and read the completions; give "
                             "--access-token TOKEN (or ALIGNZOO_LABEL_TOKEN) to serve beyond this machine")
-    app = create_app(session, annotator=annotator, access_token=access_token, loopback_only=is_loopback(host))
+    app = create_app(session, annotator=annotator, access_token=access_token, loopback_only=is_loopback(host),
+                     max_body_bytes=max_body_kb * 1024)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

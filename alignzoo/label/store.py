@@ -130,33 +130,6 @@ def latest_judgments(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # -- the session ------------------------------------------------------------------------------------------------
-def validate_judgment(payload: dict[str, Any], k: int) -> dict[str, Any]:
-    """The judgment fields of a request from the page, checked; raises ``ValueError`` with a message."""
-    judgment = payload.get("judgment")
-    if judgment not in JUDGMENTS:
-        raise ValueError(f"judgment must be one of {', '.join(JUDGMENTS)} (got {judgment!r})")
-    ranking = payload.get("ranking") or []
-    if judgment in NO_PREFERENCE:
-        ranking = []
-    elif (not isinstance(ranking, list) or sorted(ranking) != list(range(k))
-          or not all(isinstance(i, int) and not isinstance(i, bool) for i in ranking)):
-        raise ValueError(f"ranking must order all {k} completions (a permutation of 0..{k - 1}), got {ranking!r}")
-    if judgment == "pick" and k != 2:
-        judgment = "rank"
-    ratings = payload.get("ratings") or [0] * k
-    if (not isinstance(ratings, list) or len(ratings) != k
-            or not all(isinstance(r, int) and 0 <= r <= RATING_SCALE for r in ratings)):
-        raise ValueError(f"ratings must be {k} integers in 0..{RATING_SCALE} (0: not rated), got {ratings!r}")
-    demo = payload.get("demonstration") or ""
-    if not isinstance(demo, str) or len(demo) > MAX_DEMONSTRATION:
-        raise ValueError(f"demonstration must be text of at most {MAX_DEMONSTRATION} characters")
-    seconds = payload.get("seconds", 0.0)
-    if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0:
-        raise ValueError(f"seconds must be a number >= 0 (got {seconds!r})")
-    return {"judgment": judgment, "ranking": ranking, "ratings": ratings, "demonstration": demo,
-            "seconds": round(float(min(seconds, 86400.0)), 3)}
-
-
 @dataclass
 class LabelSession:
     """The items of a session folder and its append-only judgment log (thread-safe)."""

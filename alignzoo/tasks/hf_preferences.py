@@ -3,17 +3,30 @@
 Loads a local dataset directory (``save_to_disk``), a directory of data files, a single data file
 (.json/.jsonl/.csv/.parquet), or a Hub name when online, all through ``datasets``. Columns may be plain text or
 conversational (lists of ``{"role", "content"}`` messages), rendered with the tokenizer's chat template.
+
+Every cell of the prompt / chosen / rejected columns is checked when the task is built (both the training split and
+the evaluation split), so bad data stops the run before any model is built, with one message that names the
+dataset, the split, the row (0-based, as in ``dataset[i]``), the column and the fix: nulls, numbers, lists that are
+not chat messages, messages without a role or content or with an unknown role, an empty prompt, a row that mixes
+text and messages, and a dataset whose rows mix the two. An empty chosen or rejected response is not an error: the
+row carries no preference and is skipped (the run notes how many); every row empty is. A data file that is not
+UTF-8 (or a .jsonl line that is not JSON) is reported with its line.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from alignzoo.errors import DataError
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+TEXT_SUFFIXES = (".json", ".jsonl", ".csv", ".txt")  # data files that must be UTF-8 text
+ROLES = ("system", "user", "assistant", "tool")  # the roles chat templates know
+MESSAGES_FIX = 'give a list of messages like [{"role": "user", "content": "..."}]'
+TEXT_FIX = 'give text (a string) in every row, or chat messages in every row ([{"role": "user", "content": "..."}])'
 
 
 @dataclass
@@ -62,7 +75,139 @@ def load_any(path: str) -> Any:
         # what `datasets` raises when a saved dataset or a data file holds zero rows
         raise DataError(f"dataset {path!r} has no rows; give a non-empty dataset") from None
     except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; the user needs the path and the cause
-        raise DataError(f"could not load dataset {path!r}: {type(exc).__name__}: {str(exc)[:300]}") from None
+        where = unreadable_line(p)  # the cause `datasets` names without a line (bad UTF-8, a bad .jsonl line)
+        cause = where or f"{type(exc).__name__}: {str(exc)[:300]}"
+        raise DataError(f"could not load dataset {path!r}: {cause}") from None
+
+
+def _text_files(p: Path) -> list[Path]:
+    if p.is_file():
+        return [p] if p.suffix.lower() in TEXT_SUFFIXES else []
+    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES) if p.is_dir() else []
+
+
+def unreadable_line(p: Path) -> Optional[str]:
+    """Where a failed load went wrong, when it is a line of a data file: the first line that is not UTF-8, or (in a
+    .jsonl file) not JSON, with the fix; ``None`` when no line is to blame. Only run after a load failed."""
+    for f in _text_files(p):
+        with open(f, "rb") as lines:
+            for n, raw in enumerate(lines, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return (f"{f} is not UTF-8 text: line {n} (1-based) has byte 0x{raw[exc.start]:02x} at column "
+                            f"{exc.start + 1}; save the file as UTF-8 (Latin-1 text: iconv -f latin1 -t utf-8 "
+                            f"{f.name} > fixed{f.suffix})")
+                if f.suffix.lower() == ".jsonl" and line.strip():
+                    try:
+                        json.loads(line)
+                    except ValueError as exc:
+                        return f"{f}: line {n} (1-based) is not valid JSON ({exc}); fix or delete that line"
+    return None
+
+
+# -- what a cell may hold ----------------------------------------------------------------------------------------
+def _message_problem(i: int, m: Any) -> Optional[tuple[str, str]]:
+    if not isinstance(m, dict):
+        return f"message {i} is {_a(m)}, not a message", MESSAGES_FIX
+    role, content = m.get("role"), m.get("content")
+    if role is None:
+        return f"message {i} has no 'role'", f"give every message a role ({', '.join(ROLES)})"
+    if role not in ROLES:
+        return f"message {i} has role {_short(role)}", f"use one of the roles {', '.join(ROLES)}"
+    if content is None:
+        return f"message {i} ({role}) has no 'content'", "give every message its text as 'content'"
+    if not isinstance(content, str):
+        return f"message {i} ({role}) has content that is {_a(content)}, not text", "give the content as a string"
+    return None
+
+
+def _list_problem(value: list) -> Optional[tuple[str, str]]:
+    if value and all(isinstance(v, str) for v in value):
+        return "is a list of strings, not text or chat messages", f"join them into one text, or {MESSAGES_FIX}"
+    return next((p for i, m in enumerate(value) if (p := _message_problem(i, m))), None)
+
+
+def _dict_problem(value: dict) -> tuple[str, str]:
+    if {"role", "content"} <= set(value):
+        return "is a single message, not a list of messages", "wrap it in a list: [{...}]"
+    return f"is an object with keys {sorted(value)[:6]}, not text or chat messages", TEXT_FIX
+
+
+#: what a cell of a type other than text or a list of messages is, and the fix (checked in this order)
+CELL_TYPES: tuple[tuple[type | tuple[type, ...], Any], ...] = (
+    (bool, lambda v: (f"is a boolean ({v}), not text", TEXT_FIX)),
+    ((int, float), lambda v: (f"is a number ({v!r}), not text", TEXT_FIX)),
+    ((bytes, bytearray), lambda v: ("is bytes, not text", "decode the column to UTF-8 text")),
+    (list, _list_problem),
+    (dict, _dict_problem),
+)
+
+
+def cell_problem(value: Any) -> Optional[tuple[str, str]]:
+    """What is wrong with one prompt / chosen / rejected cell and the fix, or ``None`` for text or chat messages."""
+    if isinstance(value, str):
+        return None
+    if value is None:
+        return ("is null (missing; in a CSV file, an empty cell)",
+                'fill it in or drop the row (an empty string "" marks an empty response, which is skipped)')
+    for types, problem in CELL_TYPES:
+        if isinstance(value, types):
+            return problem(value)
+    return f"is {_a(value)}, not text", TEXT_FIX
+
+
+def cell_kind(value: Any) -> Optional[str]:
+    """``text`` or ``messages`` for a valid, non-empty cell; ``None`` for an empty one ("" or [])."""
+    if isinstance(value, str):
+        return "text" if value.strip() else None
+    return "messages" if value else None
+
+
+_KINDS = {str: "text", list: "a list", dict: "an object", type(None): "null", bool: "a boolean", int: "a number",
+          float: "a number"}
+
+
+def _a(value: Any) -> str:
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
+
+
+def _short(value: Any, n: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def row_problems(rows: Iterator[tuple[int, dict[str, Any]]], columns: dict[str, str]
+                 ) -> Iterator[tuple[int, str, str, str]]:
+    """``(row, column, problem, fix)`` for each bad row of ``rows`` (``(index, {column: value})``), first problem
+    of a row only. ``columns`` maps each column to its role (prompt, chosen, rejected). A row must not mix text
+    and chat messages, nor may the rows: the first non-empty row sets the dataset's format."""
+    seen: Optional[tuple[int, str, str]] = None  # (row, column, kind) of the first non-empty cell
+    for i, row in rows:
+        found = None
+        for col, role in columns.items():
+            value = row[col]
+            bad = cell_problem(value)
+            if bad is None and role == "prompt" and cell_kind(value) is None:
+                bad = "is empty", "every pair needs a prompt; fill it in or drop the row"
+            if bad is not None:
+                found = (col, *bad)
+                break
+            kind = cell_kind(value)
+            if kind is None:
+                continue  # an empty response: skipped later, whatever the format
+            if seen is None:
+                seen = (i, col, kind)
+            elif kind != seen[2]:
+                where = f"column {seen[1]!r}" if seen[0] == i else f"row {seen[0]}"
+                found = (col, f"is {_FORMATS[kind]} but {where} is {_FORMATS[seen[2]]}",
+                         "use one format for every prompt, chosen and rejected cell of the dataset")
+                break
+        if found:
+            yield (i, *found)
+
+
+_FORMATS = {"text": "text", "messages": "a list of chat messages"}
 
 
 class HFPreferencesTask:
@@ -104,6 +249,35 @@ class HFPreferencesTask:
                 f"(rename them, or set task.prompt_column / task.chosen_column / task.rejected_column)")
         if len(ds) == 0:
             raise DataError(f"dataset {self.cfg.path!r} (split {split!r}) has no rows; give a non-empty dataset")
+        self._check_cells(ds, split)
+
+    def _check_cells(self, ds: Any, split: str) -> None:
+        """Every prompt / chosen / rejected cell is text or chat messages (see ``row_problems``); else one error
+        that names the first bad row and column, and how many rows are bad."""
+        c = self.cfg
+        columns = {c.prompt_column: "prompt", c.chosen_column: "chosen", c.rejected_column: "rejected"}
+
+        def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+            start = 0
+            for batch in ds.select_columns(list(columns)).iter(batch_size=1000):
+                n = len(batch[c.prompt_column])
+                for j in range(n):
+                    yield start + j, {col: batch[col][j] for col in columns}
+                start += n
+
+        problems = row_problems(rows(), columns)
+        try:
+            first = next(problems, None)
+            more = sum(1 for _ in problems)
+        except UnicodeDecodeError:  # the json reader keeps bytes that are not UTF-8; reading the cells finds them
+            where = unreadable_line(Path(c.path).expanduser()) or "a text cell is not valid UTF-8"
+            raise DataError(f"dataset {c.path!r} (split {split!r}): {where}") from None
+        if first is None:
+            return
+        i, col, problem, fix = first
+        also = f" ({more} more row(s) have problems)" if more else ""
+        raise DataError(f"dataset {c.path!r} (split {split!r}) row {i} (0-based), column {col!r}: {problem}; "
+                        f"{fix}{also}")
 
     # -- text rendering -------------------------------------------------------------------------------------
     def _render(self, tokenizer: Any, prompt: Any, completion: Any) -> tuple[str, str]:
@@ -129,6 +303,8 @@ class HFPreferencesTask:
         rows = {"prompt": [], "chosen": [], "rejected": []}
         c = self.cfg
         for ex in self.train:
+            if cell_kind(ex[c.chosen_column]) is None or cell_kind(ex[c.rejected_column]) is None:
+                continue  # an empty response ("" or no messages) carries no preference; counted below
             p, ch = self._render(tok, ex[c.prompt_column], ex[c.chosen_column])
             _, rj = self._render(tok, ex[c.prompt_column], ex[c.rejected_column])
             if not ch.strip() or not rj.strip():
