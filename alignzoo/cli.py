@@ -161,8 +161,8 @@ def _run_hydra_job(cfg) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from alignzoo.distributed import shared_job_dir
-    from alignzoo.run import is_main_process, run_job
+    from alignzoo.distributed import is_main_process, shared_job_dir
+    from alignzoo.run import run_job
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN

@@ -34,14 +34,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from alignzoo import checkpoint, distributed, plugins
 from alignzoo.config import validate
+from alignzoo.distributed import is_main_process
 from alignzoo.errors import AlignzooError, ConfigError
 from alignzoo.record import RECORD_FILE, RunRecord, read_record, write_record
 
 log = logging.getLogger("alignzoo")
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass

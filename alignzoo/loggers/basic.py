@@ -1,7 +1,7 @@
 """Loggers: ``console`` (progress bar and eval lines), ``jsonl`` (metrics.jsonl in the job dir) and ``wandb``.
 
 A logger has ``log(metrics, step)`` and ``finish(record)``; the run calls ``finish`` in ``finally`` so a W&B run is
-closed even when the job fails. Only rank 0 builds real loggers (``alignzoo.run.is_main_process``).
+closed even when the job fails. Only rank 0 builds real loggers (``alignzoo.distributed.is_main_process``).
 """
 
 from __future__ import annotations
