@@ -85,7 +85,7 @@ def attach_reward(ctx: Any) -> None:
     for key, conf in ctx.built["evaluator"].items():
         if key in ctx.evaluators:
             continue
-        evaluator = ctx.registries["evaluator"].get(conf.name).factory(conf, ctx)
+        evaluator = ctx.registries["evaluator"].build(conf, ctx)
         if not (hasattr(evaluator, "skip_reason") and evaluator.skip_reason(ctx)):
             ctx.evaluators[key] = evaluator
             attached.append(key)
