@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from alignzoo.board import stats
+import alignzoo.board.stats as stats  # the submodule itself: board/__init__ imports this module
 from alignzoo.board.aggregate import RANK_METRIC, Group, group_records
 from alignzoo.board.collect import collect
 from alignzoo.board.tables import config_yaml, leaderboard_json, leaderboard_md, runs_csv
@@ -67,7 +67,8 @@ def build_board(run_dirs: Iterable[str | Path], out: str | Path, *, title: str =
     """Read every record under ``run_dirs`` and write the board into ``out``; returns what was built."""
     import json
 
-    from alignzoo.board import page, plots
+    import alignzoo.board.page as page
+    import alignzoo.board.plots as plots
 
     t0 = time.perf_counter()
     run_dirs = [str(d) for d in run_dirs]
