@@ -64,6 +64,10 @@ class Registry:
         except KeyError:
             raise UnknownComponentError(unknown_message(self.kind, name, self.names())) from None
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (no error when absent): the plugin manager removes what a broken plugin registered."""
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from alignzoo.hookspecs import hookimpl
+
 
 # -- console ---------------------------------------------------------------------------------------------------
 
@@ -102,3 +104,12 @@ class WandbLogger:
             self.run.summary.update({**record.metrics, "status": record.status})
         finally:
             self.run.finish(exit_code=0 if record.status == "ok" else 1)
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_loggers(register):
+    register("console", ConsoleLogger, ConsoleConfig)
+    register("jsonl", JsonlLogger, JsonlConfig)
+    register("wandb", WandbLogger, WandbConfig)

@@ -16,6 +16,7 @@ import torch
 from omegaconf import II
 
 from alignzoo.errors import AlignzooError
+from alignzoo.hookspecs import hookimpl
 from alignzoo.rewards.scalar_model import BACKBONES, LearnedReward, ScalarRewardModel, build_backbone, load_reward_model
 
 # -- configs and factories (registered as reward=learned and reward=ensemble) -----------------------------------
@@ -176,3 +177,12 @@ def quality_gate(reward: Any, ctx: Any, *, online: bool) -> None:
                             ". Collect more feedback (task.feedback_prompts), train longer (reward.epochs), or "
                             "set reward.skip_quality_gate=true to proceed anyway")
 
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_rewards(register):
+    register("learned", build_learned, LearnedRewardConfig,
+             description="a learned reward model (Bradley-Terry / Plackett-Luce), trained once and cached")
+    register("ensemble", build_ensemble, EnsembleConfig,
+             description="an ensemble of learned reward models: mean - k * std")

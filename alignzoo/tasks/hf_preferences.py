@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from alignzoo.errors import DataError
+from alignzoo.hookspecs import hookimpl
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 
@@ -169,3 +170,10 @@ class HFPreferencesTask:
 def build_hf_preferences(cfg: HFPreferencesConfig, ctx: Any) -> HFPreferencesTask:
     """Preference pairs from any `datasets` dataset (local directory, data files, or Hub name)."""
     return HFPreferencesTask(cfg, ctx.seed)
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_tasks(register):
+    register("hf_preferences", build_hf_preferences, HFPreferencesConfig)
