@@ -157,7 +157,7 @@ def prepare(ctx: Any) -> Checkpoints:
     ``CheckpointError`` when the newest one is damaged with no whole one to fall back to, or belongs to another
     config. Leftovers of an interrupted save are removed; with ``run.resume=false`` old checkpoints are moved
     aside (kept, never deleted)."""
-    from alignzoo.run import is_main_process
+    from alignzoo.distributed import is_main_process
 
     settings = ctx.built["run"]
     manager = Checkpoints(Path(ctx.job_dir) / DIR_NAME, every=settings.checkpoint_every,
@@ -296,7 +296,7 @@ def write(ctx: Any, state: TrainingState, step: int, path: Path) -> None:
 def save(ctx: Any, state: TrainingState, step: int) -> Optional[Path]:
     """Save the checkpoint of ``step`` atomically and prune old ones; a failed write (e.g. a full disk) is noted
     in the record and training goes on, with the previous checkpoint kept."""
-    from alignzoo.run import is_main_process
+    from alignzoo.distributed import is_main_process
 
     manager: Checkpoints = ctx.checkpoints
     if not is_main_process():

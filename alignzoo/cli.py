@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Optional
 
 from alignzoo import plugins
 from alignzoo.errors import AlignzooError
-from alignzoo.registry import KINDS, unknown_message
+from alignzoo.registry import KINDS, check_component_overrides
 
 USAGE = """usage: alignzoo <command> [args]
 
@@ -32,23 +31,6 @@ commands:
 
 `alignzoo run --help` lists config groups and options.
 """
-
-_OVERRIDE = re.compile(r"^[+~]{0,2}(" + "|".join(KINDS) + r")=(.*)$")
-
-
-def check_component_overrides(args: list[str], registries) -> list[str]:
-    """Problems with component names in overrides like ``algo=dpx`` or ``logger=[jsonl,wandbb]``."""
-    problems = []
-    for arg in args:
-        m = _OVERRIDE.match(arg)
-        if not m or "(" in m.group(2) or "$" in m.group(2):
-            continue  # sweep functions and interpolations are left to Hydra
-        kind, value = m.group(1), m.group(2).strip("[] ")
-        for name in filter(None, (v.strip() for v in value.split(","))):
-            if name != "null" and name not in registries[kind]:
-                problems.append(unknown_message(kind, name, registries[kind].names()))
-    return problems
-
 
 def check_output_dir(args: list[str]) -> list[str]:
     """A problem when the job's output directory cannot be created (its nearest existing ancestor is a file or
@@ -161,8 +143,8 @@ def _run_hydra_job(cfg) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from alignzoo.distributed import shared_job_dir
-    from alignzoo.run import is_main_process, run_job
+    from alignzoo.distributed import is_main_process, shared_job_dir
+    from alignzoo.run import run_job
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN

@@ -48,6 +48,11 @@ def env_rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 
 
+def is_main_process() -> bool:
+    """Rank 0 (or the only process): the one that writes records, logs, checkpoints and evaluates."""
+    return env_rank() == 0
+
+
 @dataclass
 class Engine:
     """This process's place in the run: rank, world size, device type and precision. One process: world = 1."""

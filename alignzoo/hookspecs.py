@@ -1,6 +1,7 @@
 """The whole extension surface of alignzoo: pluggy hook specifications.
 
-Built-in components register through these same hooks (see ``alignzoo/builtins.py``). A third-party package
+Built-in components register through these same hooks, each module next to its code (the end of
+``alignzoo/algos/ppo.py`` registers ``algo=ppo``; ``alignzoo.plugins`` finds such modules). A third-party package
 implements any of them in a module named by an entry point in the ``alignzoo`` group::
 
     [project.entry-points.alignzoo]

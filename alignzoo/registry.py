@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -63,6 +64,10 @@ class Registry:
         except KeyError:
             raise UnknownComponentError(unknown_message(self.kind, name, self.names())) from None
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (no error when absent): the plugin manager removes what a broken plugin registered."""
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 
@@ -100,6 +105,25 @@ def unknown_message(kind: str, name: str, known: list[str]) -> str:
     hint = f" Did you mean {kind}={close[0]}?" if close else ""
     listing = ", ".join(known) if known else "(none registered)"
     return f"unknown {kind} {name!r}.{hint} Known {kind} names: {listing}. (`alignzoo plugins` lists every component.)"
+
+
+#: a component override: ``algo=dpo``, ``+logger=[jsonl]``, ``~reward=...`` (kind, value)
+_OVERRIDE = re.compile(r"^[+~]{0,2}(" + "|".join(KINDS) + r")=(.*)$")
+
+
+def check_component_overrides(args: list[str], registries: Registries) -> list[str]:
+    """Problems with component names in command-line overrides like ``algo=dpx`` or ``logger=[jsonl,wandbb]``,
+    checked before Hydra composes so that a typo gets "did you mean" instead of Hydra's stack trace."""
+    problems = []
+    for arg in args:
+        m = _OVERRIDE.match(arg)
+        if not m or "(" in m.group(2) or "$" in m.group(2):
+            continue  # sweep functions and interpolations are left to Hydra
+        kind, value = m.group(1), m.group(2).strip("[] ")
+        for name in filter(None, (v.strip() for v in value.split(","))):
+            if name != "null" and name not in registries[kind]:
+                problems.append(unknown_message(kind, name, registries[kind].names()))
+    return problems
 
 
 def _first_line(obj: Any) -> str:

@@ -36,14 +36,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from alignzoo import checkpoint, distributed, plugins
 from alignzoo.config import validate
+from alignzoo.distributed import is_main_process
 from alignzoo.errors import AlignzooError, ConfigError, TrainingDivergedError
 from alignzoo.record import RECORD_FILE, RunRecord, read_record, write_record
 
 log = logging.getLogger("alignzoo")
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass
@@ -114,13 +111,13 @@ class RunContext:
     # -- components -------------------------------------------------------------------------------------------
     def build_reward(self, name: str) -> Any:
         """Build a registered reward by name with its default config (e.g. for ``evaluator.reward.reward``)."""
-        entry = self.registries["reward"].get(name)
+        registry = self.registries["reward"]
         # compose the default config inside this run's config, so ${budget.*} interpolations resolve
         root = OmegaConf.create({k: self.cfg[k] for k in ("budget", "seed", "run")})
-        root["component"] = OmegaConf.structured(entry.config)
+        root["component"] = OmegaConf.structured(registry.get(name).config)
         from alignzoo.rewards.checked import checked
 
-        return checked(entry.factory(OmegaConf.to_object(root.component), self), name)
+        return checked(registry.build(OmegaConf.to_object(root.component), self), name)
 
     def preference_data(self) -> Any:
         """The task's preference pairs as a ``datasets.Dataset`` (prompt / chosen / rejected text)."""
@@ -260,8 +257,8 @@ def _check_context(ctx: RunContext) -> None:
 
 def _build_components(ctx: RunContext) -> None:
     regs, c, built = ctx.registries, ctx.cfg, ctx.built
-    ctx.task = regs["task"].get(c.task.name).factory(built["task"], ctx)
-    initial = regs["model"].get(c.model.name).factory(built["model"], ctx)
+    ctx.task = regs["task"].build(built["task"], ctx)
+    initial = regs["model"].build(built["model"], ctx)
     ctx.policy = ctx.task.prepare(ctx, initial) if hasattr(ctx.task, "prepare") else initial
     lora = getattr(built["model"], "lora", None)
     lora = lora if lora is not None and lora.r > 0 else None
@@ -270,14 +267,14 @@ def _build_components(ctx: RunContext) -> None:
     if built.get("reward") is not None:
         from alignzoo.rewards.checked import checked
 
-        ctx.reward = checked(regs["reward"].get(c.reward.name).factory(built["reward"], ctx), c.reward.name)
+        ctx.reward = checked(regs["reward"].build(built["reward"], ctx), c.reward.name)
     elif needs_reward(regs["algo"].get(c.algo.name)) and "learned" in regs["reward"]:
         # online optimizers (and offline ones scored by a reward model) need a reward: by default, a reward model
         # learned from the task's feedback
         ctx.note("no reward configured: using a learned reward model trained on the task's feedback (reward=learned)")
         ctx.reward = ctx.build_reward("learned")
     for key, conf in built["evaluator"].items():
-        evaluator = regs["evaluator"].get(conf.name).factory(conf, ctx)
+        evaluator = regs["evaluator"].build(conf, ctx)
         reason = evaluator.skip_reason(ctx) if hasattr(evaluator, "skip_reason") else None
         if reason:
             ctx.note(reason, quiet=True)
@@ -326,7 +323,7 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
         ctx.checkpoints = checkpoint.prepare(ctx)  # a damaged or foreign checkpoint stops the job here
         if is_main_process():
             for key, conf in built["logger"].items():
-                ctx.loggers.append(state.registries["logger"].get(conf.name).factory(conf, ctx))
+                ctx.loggers.append(state.registries["logger"].build(conf, ctx))
         if engine.distributed or engine.precision != "fp32":
             ctx.note(f"{engine.world_size} process(es), {engine.precision} on {ctx.device}")
         with engine.main_first():  # under a launcher, rank 0 builds the pipeline stages; the others then reuse them
@@ -341,7 +338,7 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
                 from alignzoo.rewards.learned import quality_gate
 
                 quality_gate(ctx.reward, ctx, online=needs_reward(algo_entry))
-            trained = algo_entry.factory(built["algo"], ctx)
+            trained = state.registries["algo"].build(built["algo"], ctx)
             record.tokens = int(engine.sum(record.tokens))  # every rank's share
             if not (record.history and record.history[-1]["step"] == ctx.last_step):  # nothing trained since
                 ctx.evaluate(trained if trained is not None else ctx.policy, ctx.last_step)

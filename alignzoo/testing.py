@@ -177,5 +177,3 @@ try:  # fixtures, when pytest is there
         return build_context([*SMOKE_TASK, f"run.cache_dir={stage_cache}"], tmp_path)
 except ImportError:  # pragma: no cover
     pass
-except ImportError:  # pragma: no cover
-    pass

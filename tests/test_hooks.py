@@ -192,3 +192,15 @@ def test_hook_alignzoo_run_end(tmp_path, preference_dataset):
     _load(P())
     rec = run_tiny(["task=hf_preferences", f"task.path={preference_dataset}"], tmp_path)
     assert rec.status == "ok" and ended == [("ok", True)]
+
+
+def test_builtin_modules_implement_only_specified_hooks():
+    """Every hook implementation in a built-in module names a specification: none was unregistered by
+    ``check_pending`` (which would break every built-in), and each module implements at least one hook."""
+    state = plugins.load(reload=True)
+    assert not state.plugins[0].broken, state.plugins[0].error
+    for module_name in plugins.builtin_modules():
+        plugin = state.manager.get_plugin(module_name)
+        assert plugin is not None, f"{module_name} was not registered"
+        implemented = [c.name for c in state.manager.get_hookcallers(plugin)]
+        assert implemented and set(implemented) <= set(HOOKS), (module_name, implemented)

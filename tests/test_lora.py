@@ -47,7 +47,7 @@ def test_lora_trains_only_adapters_and_holds_one_copy_of_the_base_weights(tmp_pa
     monkeypatch.setattr(training.Stepper, "create", classmethod(spy))
     base = {n: p.detach().clone() for n, p in policy.model.named_parameters() if "lora_" not in n}
     lora_b = {n: p.detach().clone() for n, p in trainable.items() if "lora_B" in n}
-    ctx.registries["algo"].get(algo).factory(ctx.built["algo"], ctx)
+    ctx.registries["algo"].build(ctx.built["algo"], ctx)
 
     optimized = {id(p) for p in seen}
     policy_params = {id(p): n for n, p in policy.model.named_parameters()}

@@ -106,6 +106,8 @@ def _fake_dist(root: Path, name: str, module_source: str, version: str = "1.2.3"
 
 def _cli(args, env_extra, cwd):
     env = {**os.environ, **env_extra}
+    if "PYTHONPATH" in env_extra:  # in front of the caller's path, which may point at this checkout
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env_extra["PYTHONPATH"], os.environ.get("PYTHONPATH")]))
     env.pop("ALIGNZOO_PLUGINS", None) if "ALIGNZOO_PLUGINS" not in env_extra else None
     return subprocess.run([sys.executable, "-m", "alignzoo", *args], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=120)
@@ -161,3 +163,185 @@ def test_importing_alignzoo_loads_no_plugins():
     code = "import alignzoo, alignzoo.plugins as p, sys; print(p._STATE is None, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["True", "False"]
+
+
+# -- built-ins register next to their code --------------------------------------------------------------------------
+
+def test_builtin_modules_are_the_component_modules_with_hooks_in_package_order():
+    found = plugins.builtin_modules()
+    assert {"alignzoo.algos.dpo", "alignzoo.algos.ppo", "alignzoo.tasks.sentiment", "alignzoo.critics.rule",
+            "alignzoo.loggers.basic"} <= set(found)
+    helpers = {"alignzoo.algos.online", "alignzoo.rewards.losses", "alignzoo.rewards.scalar_model",
+               "alignzoo.models.base", "alignzoo.tasks.base"}  # no hooks: never registered, never imported here
+    assert not helpers & set(found)
+    assert found == sorted(found, key=lambda m: (plugins.BUILTIN_PACKAGES.index(m.rpartition(".")[0]), m))
+
+
+def test_finding_builtin_modules_imports_none_of_them():
+    code = ("import sys, alignzoo.plugins as p; found = p.builtin_modules(); "
+            "print(len(found), [m for m in sys.modules if m.startswith(tuple(f'{q}.' for q in p.BUILTIN_PACKAGES))], "
+            "'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    count, imported, torch_loaded = out.stdout.rsplit(" ", 2)
+    assert int(count) >= 20 and imported == "[]" and torch_loaded.strip() == "False", out.stdout + out.stderr
+
+
+def test_each_builtin_module_registers_its_own_code():
+    state = plugins.load(reload=True)
+    seen = {}
+    for module_name in plugins.builtin_modules():
+        plugin = state.manager.get_plugin(module_name)
+        assert plugin is not None, f"{module_name} was not registered"
+        for caller in state.manager.get_hookcallers(plugin):
+            for impl in caller.get_hookimpls():
+                if impl.plugin_name == module_name:
+                    impl.function(register=lambda name, factory, config, description="", _m=module_name:
+                                  seen.setdefault((caller.name, name), (_m, factory.__module__)))
+    assert len(seen) == sum(len(names) for names in state.plugins[0].components.values())
+    elsewhere = {key: where for key, where in seen.items() if where[0] != where[1]}
+    assert not elsewhere, f"registered away from their code: {elsewhere}"
+    assert {e.provider for kind in state.registries.values() for e in kind.entries()} == {"alignzoo"}
+
+
+NEW_BUILTIN = '''
+"""A built-in added as one new file of alignzoo/algos."""
+from dataclasses import dataclass
+
+from alignzoo.hookspecs import hookimpl
+
+
+@dataclass
+class KeepConfig:
+    name: str = "keep_policy"
+
+
+def train(cfg, ctx):
+    ctx.log({"train/kept": 1.0}, 1)
+    return ctx.policy
+
+
+@hookimpl
+def alignzoo_register_algos(register):
+    register("keep_policy", train, KeepConfig, description="keeps the starting policy")
+'''
+
+
+def _add_to_algos(monkeypatch, tmp_path, name, source):
+    """A module ``alignzoo.algos.<name>`` in a temporary directory made part of the package (undone afterwards)."""
+    import alignzoo.algos
+
+    folder = tmp_path / "more_algos"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(source)
+    monkeypatch.setattr(alignzoo.algos, "__path__", [*alignzoo.algos.__path__, str(folder)])
+    monkeypatch.delitem(sys.modules, f"alignzoo.algos.{name}", raising=False)  # and forgotten at the end
+
+
+def test_a_new_builtin_is_one_new_file(tmp_path, monkeypatch, capsys, preference_dataset):
+    from alignzoo.cli import main
+    from alignzoo.record import read_record
+    from alignzoo.testing import TINY_OVERRIDES
+
+    _add_to_algos(monkeypatch, tmp_path, "keep_policy", NEW_BUILTIN)
+    state = plugins.load(reload=True)
+    assert "alignzoo.algos.keep_policy" in plugins.builtin_modules()
+    assert "keep_policy" in state.plugins[0].components["algo"]
+    entry = state.registries["algo"].get("keep_policy")
+    assert entry.provider == "alignzoo" and entry.description == "keeps the starting policy"
+
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    job = tmp_path / "job"
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", *TINY_OVERRIDES, "task=hf_preferences", f"task.path={preference_dataset}", "algo=keep_policy",
+              f"hydra.run.dir={job}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 0, err
+    record = read_record(job)
+    assert record.status == "ok" and record.algo == "keep_policy" and record.config["algo"] == {"name": "keep_policy"}
+    with pytest.raises(SystemExit):
+        main(["plugins"])
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0] == "alignzoo 0.1.0 [built-in]"
+    assert listing[1] == "    algo: a2c, best_of_16, best_of_n, cdpo, dpo, ilql, ipo, keep_policy, ppo, rlaif, sft"
+
+
+# -- misspelled hooks (pluggy's check_pending) ----------------------------------------------------------------------
+
+class MisspelledPlugin:
+    @hookimpl
+    def alignzoo_register_algo(self, register):  # the hook is alignzoo_register_algos
+        register("never", _echo, EchoConfig(name="never"))
+
+    @hookimpl
+    def alignzoo_register_evaluators(self, register):  # spelled right, but the plugin is broken
+        register("half_registered", _echo, EchoConfig(name="half_registered"))
+
+
+class NoSuchHookPlugin:
+    @hookimpl
+    def alignzoo_setup(self):
+        pass
+
+    @hookimpl
+    def alignzoo_register_tsks(self, register):
+        pass
+
+
+def test_misspelled_hook_breaks_the_whole_plugin_and_names_the_closest_hook():
+    state = plugins.load(extra_plugins=[("typo", MisspelledPlugin()), ("nosuch", NoSuchHookPlugin()),
+                                        ("good", GoodPlugin())])
+    info = {p.name: p for p in state.plugins}
+    assert info["typo"].error == ("unknown hook alignzoo_register_algo (did you mean alignzoo_register_algos?); "
+                                  "rename the function to a hook of alignzoo.hookspecs")
+    assert info["typo"].components == {}
+    assert "half_registered" not in state.registries["evaluator"] and "never" not in state.registries["algo"]
+    assert state.manager.get_plugin("typo") is None  # unregistered: none of its hooks is ever called
+    assert info["nosuch"].error == (
+        "unknown hooks alignzoo_register_tsks (did you mean alignzoo_register_tasks?), alignzoo_setup (the hooks are "
+        "alignzoo_config_searchpath, alignzoo_register_algos, alignzoo_register_critics, alignzoo_register_evaluators, "
+        "alignzoo_register_loggers, alignzoo_register_models, alignzoo_register_rewards, alignzoo_register_tasks, "
+        "alignzoo_run_end); rename the functions to hooks of alignzoo.hookspecs")
+    assert not info["good"].broken and "echo" in state.registries["algo"] and not info["alignzoo"].broken
+
+
+def test_misspelled_hook_in_a_builtin_module_names_the_module(tmp_path, monkeypatch):
+    _add_to_algos(monkeypatch, tmp_path, "typo_algo", NEW_BUILTIN.replace("alignzoo_register_algos",
+                                                                          "alignzoo_register_algo"))
+    builtin = plugins.load(reload=True).plugins[0]
+    assert builtin.error == ("alignzoo.algos.typo_algo: unknown hook alignzoo_register_algo (did you mean "
+                             "alignzoo_register_algos?); rename the function to a hook of alignzoo.hookspecs")
+
+
+def test_cli_reports_a_misspelled_entry_point_plugin(tmp_path):
+    _fake_dist(tmp_path, "typo_plugin", """
+        from dataclasses import dataclass
+        from alignzoo import hookimpl
+
+        @dataclass
+        class EchoConfig:
+            name: str = "typo_echo"
+
+        def train(cfg, ctx):
+            return ctx.policy
+
+        @hookimpl
+        def alignzoo_register_algo(register):
+            register("typo_echo", train, EchoConfig)
+
+        @hookimpl
+        def alignzoo_register_loggers(register):
+            register("typo_logger", train, EchoConfig(name="typo_logger"))
+    """, version="0.2.0")
+    env = {"PYTHONPATH": str(tmp_path), "ALIGNZOO_PLUGINS": "typo_plugin"}
+    said = "unknown hook alignzoo_register_algo (did you mean alignzoo_register_algos?)"
+    text = _cli(["plugins"], env, tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert f"typo_plugin 0.2.0 [BROKEN]\n    error: {said}" in text.stdout
+    data = json.loads(_cli(["plugins", "--json"], env, tmp_path).stdout)
+    broken = {p["name"]: p for p in data["broken"]}
+    assert said in broken["typo_plugin"]["error"] and broken["typo_plugin"]["components"] == {}
+    assert "typo_logger" not in data["components"]["logger"] and "typo_echo" not in data["components"]["algo"]
+    run = _cli(["run", "algo=typo_echo"], env, tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"alignzoo: warning: plugin typo_plugin (0.2.0) is broken and was skipped: {said}" in run.stderr
+    assert "alignzoo: error: unknown algo 'typo_echo'" in run.stderr

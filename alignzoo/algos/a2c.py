@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alignzoo.algos.ppo import PPOConfig, run_online
+from alignzoo.hookspecs import hookimpl
 
 
 @dataclass
@@ -32,3 +33,10 @@ class A2CConfig(PPOConfig):
 def train(cfg: A2CConfig, ctx: Any) -> Any:
     """Advantage actor-critic: one unclipped policy-gradient step per batch of experience."""
     return run_online(cfg, ctx, clip=False)
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_algos(register):
+    register("a2c", train, A2CConfig, description="advantage actor-critic, one step per batch")

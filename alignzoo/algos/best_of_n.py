@@ -14,6 +14,7 @@ import torch
 
 from alignzoo import rollout as ro
 from alignzoo.algos import online
+from alignzoo.hookspecs import hookimpl
 
 
 @dataclass
@@ -72,3 +73,11 @@ def train(cfg: BestOfNConfig, ctx: Any) -> Any:
     policy.sampler = sampler
     ctx.log({"train/analytic_kl": analytic_kl(cfg.n), "train/n": float(cfg.n)}, 1)
     return policy
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_algos(register):
+    register("best_of_n", train, BestOfNConfig, description="best of N reference samples")
+    register("best_of_16", train, BestOfNConfig(name="best_of_16", n=16), description="best of 16 reference samples")

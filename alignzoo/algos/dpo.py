@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from alignzoo.hookspecs import hookimpl
 from alignzoo.ops import sequence_logprobs
 from alignzoo.rollout import forward
 from alignzoo.training import infinite_batches, supervised_loop
@@ -204,3 +205,12 @@ PRESETS = {
     "ipo": DPOConfig(name="ipo", variant="ipo", beta=0.1),
     "cdpo": DPOConfig(name="cdpo", label_smoothing=0.1),
 }
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_algos(register):
+    for name, preset in PRESETS.items():
+        register(name, train, preset, description=f"DPO family ({preset.variant}"
+                 + (f", label_smoothing={preset.label_smoothing}" if preset.label_smoothing else "") + ")")

@@ -59,6 +59,7 @@ from torch import Tensor, nn
 
 from alignzoo import checkpoint
 from alignzoo.errors import AlignzooError
+from alignzoo.hookspecs import hookimpl
 from alignzoo.ops import masked_mean
 from alignzoo.rollout import filter_logits, forward
 from alignzoo.training import Stepper, check_finite, infinite_batches
@@ -380,3 +381,10 @@ def train(cfg: ILQLConfig, ctx: Any) -> Any:
             checkpoint.save_if_due(ctx, state, step)
     policy.model.eval()
     return decoding
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_algos(register):
+    register("ilql", train, ILQLConfig, description="ILQL: offline Q-learning, decoding with beta (Q - V)")

@@ -23,6 +23,7 @@ from torch import Tensor
 from alignzoo import checkpoint, distributed
 from alignzoo.algos import online
 from alignzoo.errors import AlignzooError
+from alignzoo.hookspecs import hookimpl
 from alignzoo.ops import masked_mean
 from alignzoo.training import Stepper, check_finite
 
@@ -276,3 +277,10 @@ def run_online(cfg: Any, ctx: Any, *, clip: bool) -> Any:
 def train(cfg: PPOConfig, ctx: Any) -> Any:
     """Optimize the policy against the reward model with clipped PPO and a KL penalty to the reference."""
     return run_online(cfg, ctx, clip=True)
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_algos(register):
+    register("ppo", train, PPOConfig, description="PPO with a KL penalty against a reward model")

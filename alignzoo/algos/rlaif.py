@@ -23,6 +23,7 @@ from typing import Any
 from alignzoo.algos.dpo import DPOConfig
 from alignzoo.algos.ppo import PPOConfig
 from alignzoo.errors import AlignzooError
+from alignzoo.hookspecs import hookimpl
 from alignzoo.stages.critique_revision import CritiqueRevisionConfig
 
 INNER = ("dpo", "ppo", "none")
@@ -85,7 +86,7 @@ def attach_reward(ctx: Any) -> None:
     for key, conf in ctx.built["evaluator"].items():
         if key in ctx.evaluators:
             continue
-        evaluator = ctx.registries["evaluator"].get(conf.name).factory(conf, ctx)
+        evaluator = ctx.registries["evaluator"].build(conf, ctx)
         if not (hasattr(evaluator, "skip_reason") and evaluator.skip_reason(ctx)):
             ctx.evaluators[key] = evaluator
             attached.append(key)
@@ -112,3 +113,11 @@ def train(cfg: RLAIFConfig, ctx: Any) -> Any:
         return ppo.train(cfg.ppo, ctx)
     ctx.evaluate(ctx.policy, 1)  # inner=none: the SL-CAI policy is the result (step 0 was the SFT policy)
     return ctx.policy
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_algos(register):
+    register("rlaif", train, RLAIFConfig,
+             description="RLAIF: a constitutional critic labels the feedback, then DPO or reward model + PPO")

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from alignzoo.hookspecs import hookimpl
+
 
 @dataclass
 class SFTConfig:
@@ -17,3 +19,10 @@ class SFTConfig:
 def train(cfg: SFTConfig, ctx: Any) -> Any:
     """Return the starting policy unchanged (the SFT reference row)."""
     return ctx.policy
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_algos(register):
+    register("sft", train, SFTConfig, description="the SFT reference row: no optimization")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from alignzoo.board import stats
+import alignzoo.board.stats as stats  # the submodule itself: board/__init__ imports this module
 from alignzoo.board.aggregate import RANK_METRIC, Group, group_records, usable
 from alignzoo.board.collect import collect
 from alignzoo.board.tables import config_yaml, leaderboard_json, leaderboard_md, runs_csv
@@ -53,7 +53,9 @@ def build_board(run_dirs: Iterable[str | Path], out: str | Path, *, title: str =
     """Read every record under ``run_dirs`` and write the board into ``out``; returns what was built."""
     import json
 
-    from alignzoo.board import page, plots, publish
+    import alignzoo.board.page as page
+    import alignzoo.board.plots as plots
+    import alignzoo.board.publish as publish
 
     t0 = time.perf_counter()
     out = Path(out)

@@ -28,7 +28,7 @@ def build_critic(ctx: Any, *, default: bool = False) -> Any:
         entry = ctx.registries["critic"].get(DEFAULT_CRITIC)
         conf = OmegaConf.to_object(OmegaConf.structured(entry.config))
         ctx.built["critic"] = conf
-    critic = ctx.registries["critic"].get(conf.name).factory(conf, ctx)
+    critic = ctx.registries["critic"].build(conf, ctx)
     if ctx.record.config.get("critic") is None:  # the record shows the critic that labelled, not `null`
         ctx.record.config["critic"] = {"name": critic.name, "constitution": critic.constitution.as_dict(),
                                        "principles": critic.principle_mode, **getattr(critic, "settings", {})}

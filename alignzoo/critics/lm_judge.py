@@ -25,6 +25,7 @@ from alignzoo.critics.base import PRINCIPLE_MODES, option_probability
 from alignzoo.critics.constitution import Principle
 from alignzoo.critics.rule import _constitution_problems
 from alignzoo.errors import AlignzooError
+from alignzoo.hookspecs import hookimpl
 
 # short on purpose: the judge's cost is its prompt length (SmolLM2-135M separated clear pairs no better with longer
 # prompts, "Review 1 / 2" labels or "(A)" answers)
@@ -222,3 +223,11 @@ def strip_prompt(prompt: str, text: str) -> str:
 def build_lm_judge(cfg: LMJudgeConfig, ctx: Any) -> LMJudge:
     """Any causal LM as a judge: normalized log-probs of "A" vs "B", both orders averaged (default: SmolLM2)."""
     return LMJudge(cfg, ctx)
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_critics(register):
+    register("lm_judge", build_lm_judge, LMJudgeConfig,
+             description="a causal LM judge: log-probs of (A) vs (B), both orders (default: SmolLM2-135M)")

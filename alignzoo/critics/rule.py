@@ -16,6 +16,7 @@ import torch
 from alignzoo.critics.base import PRINCIPLE_MODES, score_preference
 from alignzoo.critics.constitution import Principle
 from alignzoo.errors import AlignzooError
+from alignzoo.hookspecs import hookimpl
 
 
 def _constitution_problems(node: Any) -> list[str]:
@@ -117,3 +118,17 @@ class FluencyReward:
                 s -= self.cfg.missing_eos_penalty
             out.append(s)
         return torch.tensor(out, dtype=torch.float32)
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_critics(register):
+    register("rule", build_rule_critic, RuleCriticConfig,
+             description="principles mapped to rule-based scorers (Bradley-Terry on scores)")
+
+
+@hookimpl
+def alignzoo_register_rewards(register):
+    register("fluency", FluencyReward, FluencyConfig,
+             description="1 - repeated-word share - missing-EOS penalty (the rule critic's fluency principle)")

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import torch
 
+from alignzoo.hookspecs import hookimpl
 from alignzoo.ops import KL_ESTIMATORS, kl_penalty
 
 
@@ -135,3 +136,13 @@ class RewardEvaluator:
         scores = self.reward.score(samples.prompts, samples.completions, samples.ended)
         scores = torch.as_tensor(scores, dtype=torch.float32)
         return {self.key: float(scores.mean()), f"{self.key}_std": float(scores.std()) if len(scores) > 1 else 0.0}
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_evaluators(register):
+    register("kl", KLEvaluator, KLConfig)
+    register("length", LengthEvaluator, LengthConfig)
+    register("distinct", DistinctEvaluator, DistinctConfig)
+    register("reward", RewardEvaluator, RewardEvalConfig)

@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 import torch
 
+from alignzoo.hookspecs import hookimpl
+
 
 def _skip(ctx: Any) -> Optional[str]:
     if getattr(ctx.task, "gold", None) is None:
@@ -59,3 +61,11 @@ class WinRateEvaluator:
         mine = self.gold.score(samples.prompts, samples.completions, samples.ended)
         theirs = self.gold.score(ref.prompts, ref.completions, ref.ended)
         return {"win_rate": win_rate(mine, theirs), "gold_reward_vs_reference": float((mine - theirs).mean())}
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_evaluators(register):
+    register("gold_reward", GoldRewardEvaluator, GoldRewardConfig)
+    register("win_rate", WinRateEvaluator, WinRateConfig)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from alignzoo.hookspecs import hookimpl
+
 
 def judged_win_rate(p: np.ndarray) -> float:
     """(wins + ties / 2) / N for order-averaged preferences p(policy > reference)."""
@@ -43,3 +45,11 @@ class JudgeWinRateEvaluator:
                              samples.ended.tolist(), ref.ended.tolist(), rng=np.random.default_rng(samples.seed))
         return {"judge_win_rate": judged_win_rate(judged.p), "judge_preference": float(np.mean(judged.p)),
                 "judge_position_bias": judged.position_bias}
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_evaluators(register):
+    register("judge_win_rate", JudgeWinRateEvaluator, JudgeWinRateConfig,
+             description="win rate against the reference under a critic and constitution (both orders judged)")

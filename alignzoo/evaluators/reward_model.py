@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from alignzoo.hookspecs import hookimpl
+
 
 def _quality(ctx: Any) -> Optional[dict]:
     return getattr(ctx.reward, "quality", None) if ctx.reward is not None else None
@@ -59,3 +61,11 @@ class RMGoldCorrelationEvaluator:
         if self.quality and "gold_spearman" in self.quality:
             out["rm_gold_spearman_heldout"] = float(self.quality["gold_spearman"])
         return {k: float(v) if not np.isnan(v) else 0.0 for k, v in out.items()}
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_evaluators(register):
+    register("rm_accuracy", RMAccuracyEvaluator, RMAccuracyConfig)
+    register("rm_gold_correlation", RMGoldCorrelationEvaluator, RMGoldCorrelationConfig)

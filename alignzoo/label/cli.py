@@ -96,7 +96,7 @@ def open_session(ns: argparse.Namespace) -> Any:
     if ns.completions is not None and ns.completions < 2:
         raise AlignzooError(f"-k must be >= 2 (got {ns.completions})")
     from alignzoo import plugins
-    from alignzoo.cli import check_component_overrides
+    from alignzoo.registry import check_component_overrides
 
     problems = check_component_overrides(ns.overrides, plugins.load().registries)
     if problems:

@@ -120,8 +120,8 @@ def items_from_policy(overrides: list[str], *, k: Optional[int], limit: int, see
                      eval_cfg=built["eval"], budget=built["budget"], record=RunRecord("label", "running"),
                      registries=state.registries, built=built)
     regs = state.registries
-    ctx.task = task = regs["task"].get(cfg.task.name).factory(built["task"], ctx)
-    initial = regs["model"].get(cfg.model.name).factory(built["model"], ctx)
+    ctx.task = task = regs["task"].build(built["task"], ctx)
+    initial = regs["model"].build(built["model"], ctx)
     policy = ctx.policy = task.prepare(ctx, initial) if hasattr(task, "prepare") else initial
     prompts = list(getattr(task, "prompts", {}).get("feedback") or task.train_prompts(policy))[:limit]
     if not prompts:

@@ -1,7 +1,7 @@
 """Loggers: ``console`` (progress bar and eval lines), ``jsonl`` (metrics.jsonl in the job dir) and ``wandb``.
 
 A logger has ``log(metrics, step)`` and ``finish(record)``; the run calls ``finish`` in ``finally`` so a W&B run is
-closed even when the job fails. Only rank 0 builds real loggers (``alignzoo.run.is_main_process``).
+closed even when the job fails. Only rank 0 builds real loggers (``alignzoo.distributed.is_main_process``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+
+from alignzoo.hookspecs import hookimpl
 
 
 # -- console ---------------------------------------------------------------------------------------------------
@@ -102,3 +104,12 @@ class WandbLogger:
             self.run.summary.update({**record.metrics, "status": record.status})
         finally:
             self.run.finish(exit_code=0 if record.status == "ok" else 1)
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_loggers(register):
+    register("console", ConsoleLogger, ConsoleConfig)
+    register("jsonl", JsonlLogger, JsonlConfig)
+    register("wandb", WandbLogger, WandbConfig)

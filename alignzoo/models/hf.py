@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from alignzoo.errors import AlignzooError
+from alignzoo.hookspecs import hookimpl
 from alignzoo.models.base import Policy, ensure_pad_token, resize_for_tokenizer
 from alignzoo.models.lora import LoraConfig
 
@@ -56,3 +57,10 @@ def build_hf(cfg: HFModelConfig, ctx: Any) -> Policy:
     model.config.pad_token_id = tokenizer.pad_token_id
     model.to(ctx.device).eval()
     return Policy(model, tokenizer, name=Path(path).name, info={"source": path})
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_models(register):
+    register("hf", build_hf, HFModelConfig, description="any Hugging Face causal LM directory or Hub name")

@@ -87,10 +87,10 @@ def add_adapters(policy: Any, cfg: LoraConfig, *, seed: int = 0) -> Any:
 
 
 def reference_of(policy: Any, name: str = "reference") -> Any:
-    """The reference policy of a LoRA policy: its own module, called with the adapters off (no weight copy)."""
-    from alignzoo.models.base import Policy
-
-    return Policy(_view_class(type(policy.model))(policy.model), policy.tokenizer, name=name, info=dict(policy.info))
+    """The reference policy of a LoRA policy: its own module, called with the adapters off (no weight copy).
+    Built as ``type(policy)`` so that this module needs nothing from ``alignzoo.models.base`` (which calls it)."""
+    view = _view_class(type(policy.model))(policy.model)
+    return type(policy)(view, policy.tokenizer, name=name, info=dict(policy.info))
 
 
 def trainable_parameters(model: Any) -> int:

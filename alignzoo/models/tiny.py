@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from omegaconf import II
 
+from alignzoo.hookspecs import hookimpl
 from alignzoo.models.base import Policy, ensure_pad_token, resize_for_tokenizer
 from alignzoo.models.lora import LoraConfig
 
@@ -76,3 +77,10 @@ def build_tiny(cfg: TinyModelConfig, ctx: Any) -> Policy:
 
 def count_params(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_models(register):
+    register("tiny", build_tiny, TinyModelConfig, description="a small GPT-2 built from a config")

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from alignzoo.hookspecs import hookimpl
+
 
 @dataclass
 class VaderConfig:
@@ -106,3 +108,13 @@ class WeightedReward:
         for weight, reward in self.parts:
             total = total + weight * reward.score(prompts, completions, ended).float().cpu()
         return total
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_rewards(register):
+    register("vader", VaderReward, VaderConfig, description="VADER compound sentiment (gameable proxy)")
+    register("length", LengthReward, LengthRewardConfig, description="target-length shaping")
+    register("harmless", HarmlessReward, HarmlessConfig, description="1 - P(offensive) (alt-profanity-check)")
+    register("weighted", WeightedReward, WeightedRewardConfig, description="weighted sum of named rewards")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from alignzoo.rewards.learned import RewardModelInputs, ScalarRewardModel, right_pad, save_reward_model
+from alignzoo.rewards.scalar_model import RewardModelInputs, ScalarRewardModel, right_pad, save_reward_model
 from alignzoo.rewards.losses import all_pairs_loss, bradley_terry_loss, plackett_luce_loss
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from alignzoo.errors import DataError
+from alignzoo.hookspecs import hookimpl
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 TEXT_SUFFIXES = (".json", ".jsonl", ".csv", ".txt")  # data files that must be UTF-8 text
@@ -345,3 +346,10 @@ class HFPreferencesTask:
 def build_hf_preferences(cfg: HFPreferencesConfig, ctx: Any) -> HFPreferencesTask:
     """Preference pairs from any `datasets` dataset (local directory, data files, or Hub name)."""
     return HFPreferencesTask(cfg, ctx.seed)
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_tasks(register):
+    register("hf_preferences", build_hf_preferences, HFPreferencesConfig)

@@ -20,6 +20,7 @@ import torch
 from omegaconf import II
 
 from alignzoo.errors import AlignzooError
+from alignzoo.hookspecs import hookimpl
 from alignzoo.stages.cache import StageResult, run_stage
 
 log = logging.getLogger("alignzoo")
@@ -273,3 +274,15 @@ def build_gold(cfg: GoldConfig, ctx: Any) -> GoldReward:
         raise AlignzooError(f"reward=gold needs a task with a gold reward (task=sentiment); task={ctx.task.name} "
                             "has none")
     return GoldReward(vocab, cfg.missing_eos_penalty)
+
+
+# -- registration --------------------------------------------------------------------------------------------------
+
+@hookimpl
+def alignzoo_register_tasks(register):
+    register("sentiment", build_sentiment, SentimentConfig)
+
+
+@hookimpl
+def alignzoo_register_rewards(register):
+    register("gold", build_gold, GoldConfig, description="the sentiment task's gold reward")
