@@ -100,6 +100,8 @@ def _report_broken(state) -> None:
     for info in state.broken:
         print(f"alignzoo: warning: plugin {info.name} ({info.version}) is broken and was skipped: {info.error}",
               file=sys.stderr)
+    for warning in state.warnings:
+        print(f"alignzoo: warning: {warning}", file=sys.stderr)
 
 
 def cmd_run(args: list[str]) -> int:
@@ -175,6 +177,8 @@ def cmd_plugins(args: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON")
     ns = parser.parse_args(args)
     state = plugins.load()
+    for warning in state.warnings:
+        print(f"alignzoo: warning: {warning}", file=sys.stderr)
     if ns.json:
         out = {"plugins": [p.as_dict() for p in state.plugins],
                "components": {k: state.registries[k].names() for k in KINDS},

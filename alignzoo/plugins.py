@@ -64,6 +64,7 @@ class PluginState:
     manager: pluggy.PluginManager
     registries: Registries
     plugins: list[PluginInfo]
+    warnings: list[str] = field(default_factory=list)  # e.g. names in ALIGNZOO_PLUGINS that no plugin has
 
     @property
     def broken(self) -> list[PluginInfo]:
@@ -78,6 +79,22 @@ def _env_list(var: str) -> list[str] | None:
     if raw is None:
         return None
     return [x.strip() for x in raw.split(",") if x.strip()]
+
+
+def _unknown_plugin_names(only: list[str] | None, disabled: set[str], installed: list[str]) -> list[str]:
+    """One warning per name in ``ALIGNZOO_PLUGINS`` / ``ALIGNZOO_DISABLE_PLUGINS`` that no installed plugin has (a
+    typo there silently loads, or keeps, a plugin the user did not mean), with the closest installed name."""
+    out = []
+    for var, names in (("ALIGNZOO_PLUGINS", only or []), ("ALIGNZOO_DISABLE_PLUGINS", sorted(disabled))):
+        for name in names:
+            if name in installed:
+                continue
+            close = difflib.get_close_matches(name, installed, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]}? " if close else ""
+            listed = ", ".join(installed) or "none"
+            out.append(f"{var} names {name!r}, which is not an installed plugin ({hint}installed: {listed}); "
+                       f"fix the name or remove it from {var}")
+    return out
 
 
 def _entry_points() -> list[md.EntryPoint]:
@@ -104,7 +121,9 @@ def load(*, reload: bool = False, extra_plugins: list[tuple[str, Any]] | None = 
         _register(pm, owners, builtin, lambda m=module_name: importlib.import_module(m), as_name=module_name)
     only = _env_list("ALIGNZOO_PLUGINS")
     disabled = set(_env_list("ALIGNZOO_DISABLE_PLUGINS") or [])
-    for ep in _entry_points():
+    entry_points = _entry_points()
+    warnings = _unknown_plugin_names(only, disabled, [ep.name for ep in entry_points])
+    for ep in entry_points:
         if (only is not None and ep.name not in only) or ep.name in disabled:
             continue
         infos.append(PluginInfo(ep.name, ep.dist.version if ep.dist is not None else None, ep.value))
@@ -114,7 +133,7 @@ def load(*, reload: bool = False, extra_plugins: list[tuple[str, Any]] | None = 
         _register(pm, owners, infos[-1], lambda obj=obj: obj)
     _reject_unknown_hooks(pm, owners)
     registries = _fill_registries(pm, owners, infos)
-    _STATE = PluginState(pm, registries, infos)
+    _STATE = PluginState(pm, registries, infos, warnings)
     return _STATE
 
 

@@ -345,3 +345,23 @@ def test_cli_reports_a_misspelled_entry_point_plugin(tmp_path):
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert f"alignzoo: warning: plugin typo_plugin (0.2.0) is broken and was skipped: {said}" in run.stderr
     assert "alignzoo: error: unknown algo 'typo_echo'" in run.stderr
+
+
+def test_unknown_names_in_the_plugin_environment_variables_warn_with_the_closest_name(monkeypatch, capsys):
+    from alignzoo.cli import cmd_plugins
+
+    monkeypatch.setenv("ALIGNZOO_PLUGINS", "kto,grpoo")
+    monkeypatch.setenv("ALIGNZOO_DISABLE_PLUGINS", "")
+    try:
+        state = plugins.load(reload=True)
+        assert state.warnings == [
+            "ALIGNZOO_PLUGINS names 'grpoo', which is not an installed plugin (did you mean grpo? installed: grpo, "
+            "kto); fix the name or remove it from ALIGNZOO_PLUGINS"]
+        assert [p.name for p in state.plugins] == ["alignzoo", "kto"]  # the known name still loads
+        assert cmd_plugins([]) == 0
+        assert "alignzoo: warning: ALIGNZOO_PLUGINS names 'grpoo'" in capsys.readouterr().err
+        monkeypatch.setenv("ALIGNZOO_PLUGINS", "kto")
+        assert plugins.load(reload=True).warnings == []
+    finally:
+        monkeypatch.undo()
+        plugins.load(reload=True)
