@@ -73,7 +73,8 @@ def test_a_comparison_runs_its_cases_interleaved_and_reports_same_round_ratios()
 
 
 def test_acceptance_lines_and_the_report_come_from_the_results():
-    from bench.report import render
+    from bench.harness import ROOT
+    from bench.report import gpu_section, render
     from bench.run import acceptance
 
     def ratio(m):
@@ -106,7 +107,8 @@ def test_acceptance_lines_and_the_report_come_from_the_results():
     assert "| `alignzoo_dpo` | 0.200 | 0.200-0.200 | 40.0 | 1.05 (0.95-1.16) | 0.100 |" in md
     assert "| alignzoo DPO step >= 2x faster than TRL DPOTrainer | >= 2.0 | 2.750 | yes | 1.900 | **no** |" in md
     assert "| 0.6500000 | 0.6500004 | 4.0e-07 |" in md
-    assert "No GPU was lent" in md and "load 2.0" in md
+    assert "## GPU benchmark" in md and "load 2.0" in md
+    assert "\n".join(gpu_section(ROOT / "bench" / "results")) in md  # the newest GPU run's table (or its absence)
 
 
 def test_alignzoo_dpo_step_and_the_bare_loop_do_the_same_work():
