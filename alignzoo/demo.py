@@ -40,9 +40,8 @@ def results_table(records: list[dict[str, Any]]) -> str:
 
 def legend() -> str:
     """How to read the table, from the board's own constants."""
-    return (f"mean over seeds [{stats.LEVEL:.0%} percentile-bootstrap CI, {stats.RESAMPLES} resamples; a single "
-            "seed shows the mean alone]; rank = 1 + rows whose CI lies entirely above; "
-            "★ on the gold-reward-vs-KL Pareto front")
+    return (f"Mean over seeds [{stats.LEVEL:.0%} percentile-bootstrap CI, {stats.RESAMPLES} resamples] (one seed: the "
+            "mean alone);\nrank = 1 + rows whose CI lies entirely above; ★ on the gold-reward-vs-KL Pareto front.")
 
 
 def main(args: list[str]) -> int:
@@ -71,7 +70,7 @@ def main(args: list[str]) -> int:
     except AlignzooError as exc:
         print(f"alignzoo demo: no results to show: {exc}", file=sys.stderr)
         return code or 1
-    print(f"\nResults at budget={ns.budget} ({legend()}):\n")
+    print(f"\nResults at budget={ns.budget}. {legend()}\n")
     print(results_table(records))
     print(f"\nRecords: {out}/*/record.json")
     if (out / "board" / "index.html").is_file():

@@ -68,7 +68,7 @@ def test_demo_prints_the_table_of_its_sweep(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     expected = demo.results_table([json.loads(p.read_text()) for p in sorted(out.rglob("record.json"))])
     assert _table_lines(printed) == _table_lines(expected)
-    assert "Results at budget=smoke (mean over seeds [95% percentile-bootstrap CI, 2000 resamples;" in printed
+    assert "Results at budget=smoke. Mean over seeds [95% percentile-bootstrap CI, 2000 resamples]" in printed
     assert f"Records: {out}/*/record.json" in printed
     assert "W&B" not in printed
 
