@@ -153,7 +153,7 @@ def pad_completions(prompts: list[list[int]], completions: list[list[int]], pad_
     all int64. ``completion_mask`` is 1 on the completion's tokens (of ``ids``; a loss over next-token labels
     ``ids[:, 1:]`` takes ``completion_mask[:, 1:]``). ``max_len`` cuts each row after ``max_len`` tokens, the
     completion first (a prompt longer than that keeps no completion token)."""
-    rows = [p + c for p, c in zip(prompts, completions)]
+    rows = [p + c for p, c in zip(prompts, completions, strict=True)]  # one completion per prompt
     ids, attention_mask = right_pad(rows, pad_id, max_len=max_len)
     starts = torch.tensor([len(p) for p in prompts], dtype=torch.long).unsqueeze(-1)
     completion_mask = attention_mask * (torch.arange(ids.size(1)).unsqueeze(0) >= starts).long()

@@ -110,3 +110,8 @@ def test_ilql_collate_step_mask_and_rewards_exact():
     assert torch.equal(batch.mask, torch.tensor([[0.0, 1.0, 1.0], [1.0, 1.0, 0.0]]))  # position j predicts j+1
     assert torch.equal(batch.rewards, torch.tensor([[0.0, 0.0, 0.5], [0.0, -1.0, 0.0]]))
     assert batch.mask.dtype == torch.float32
+
+
+def test_pad_completions_needs_one_completion_per_prompt():
+    with pytest.raises(ValueError, match="zip"):
+        pad_completions([[1], [2]], [[3]], PAD)
