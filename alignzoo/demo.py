@@ -1,27 +1,26 @@
-"""``alignzoo demo`` (``make demo``): the zoo sweep on the embedded task, then a table over seeds.
+"""``alignzoo demo`` (``make demo``): the zoo sweep on the embedded task, then the leaderboard's table.
 
 Runs every registered optimizer that fits the task plus the SFT reference row, x 3 seeds at ``budget=quick``
-(one Hydra multirun, so stages are built once and shared), then prints gold reward, KL and win rate per algorithm
-with 95% confidence intervals over seeds, and the gain over the SFT reference (paired per prompt and seed).
+(one Hydra multirun, so stages are built once and shared), then prints the board's own ranked table of the sweep's
+records (``alignzoo/board``: mean over seeds with its percentile-bootstrap interval, ranks, Pareto stars), row for
+row what the sweep's board callback writes into ``<out>/board/LEADERBOARD.md``: one set of statistics, not two.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from alignzoo.stats import mean_ci
-
-COLUMNS = [("eval/gold_reward", "gold reward"), ("eval/gold_reward_vs_reference", "gain over SFT"),
-           ("eval/kl", "KL (nats)"), ("eval/win_rate", "win rate"), ("eval/length", "length"),
-           ("eval/eos_share", "EOS share")]
+from alignzoo.board import stats
+from alignzoo.board.aggregate import group_records
+from alignzoo.board.collect import collect
+from alignzoo.board.tables import track_table, track_title
+from alignzoo.errors import AlignzooError
 
 
 def demo_algos(registries: Any, task: str = "sentiment") -> list[str]:
@@ -30,37 +29,19 @@ def demo_algos(registries: Any, task: str = "sentiment") -> list[str]:
     return names + ["sft"]
 
 
-def load_records(sweep_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(Path(sweep_dir).rglob("record.json"))]
+def results_table(records: list[dict[str, Any]]) -> str:
+    """The board's Markdown table of ``records`` (the same grouping, statistics, ranks and cells as
+    LEADERBOARD.md), one per task/model/budget track under its title."""
+    tracks: dict[tuple[str, str, str], list[Any]] = {}
+    for g in group_records(records):
+        tracks.setdefault(g.track, []).append(g)
+    return "\n\n".join("\n".join([track_title(track), "", *track_table(members)]) for track, members in tracks.items())
 
 
-def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per algorithm: mean and 95% CI over seeds of each column, counts of ok and failed runs."""
-    by_algo: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        by_algo[r.get("algo") or "?"].append(r)
-    rows = []
-    for algo, recs in by_algo.items():
-        ok = [r for r in recs if r["status"] == "ok"]
-        row: dict[str, Any] = {"algo": algo, "n": len(ok), "failed": len(recs) - len(ok)}
-        for key, _ in COLUMNS:
-            row[key] = mean_ci([r["metrics"][key] for r in ok if key in r["metrics"]])
-        rows.append(row)
-    rows.sort(key=lambda r: -r["eval/gold_reward"][0] if r["n"] else float("inf"))
-    return rows
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    head = ["algo", "n"] + [label for _, label in COLUMNS] + ["failed"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = [r["algo"], str(r["n"])]
-        for key, _ in COLUMNS:
-            m, lo, hi = r[key]
-            cells.append("n/a" if m != m else f"{m:.3f} [{lo:.3f}, {hi:.3f}]")
-        cells.append(str(r["failed"]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def legend() -> str:
+    """How to read the table, from the board's own constants."""
+    return (f"Mean over seeds [{stats.LEVEL:.0%} percentile-bootstrap CI, {stats.RESAMPLES} resamples] (one seed: the "
+            "mean alone);\nrank = 1 + rows whose CI lies entirely above; ★ on the gold-reward-vs-KL Pareto front.")
 
 
 def main(args: list[str]) -> int:
@@ -84,13 +65,16 @@ def main(args: list[str]) -> int:
           + " ".join(cmd[2:]), flush=True)
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     code = subprocess.call(cmd, env=env)
-    records = load_records(out)
-    if not records:
-        print(f"alignzoo demo: no records were written under {out}", file=sys.stderr)
+    try:
+        records = collect([out]).records
+    except AlignzooError as exc:
+        print(f"alignzoo demo: no results to show: {exc}", file=sys.stderr)
         return code or 1
-    print(f"\nResults on task=sentiment, budget={ns.budget} (mean [95% CI] over seeds; gain over SFT is paired):\n")
-    print(format_table(summarize(records)))
+    print(f"\nResults at budget={ns.budget}. {legend()}\n")
+    print(results_table(records))
     print(f"\nRecords: {out}/*/record.json")
+    if (out / "board" / "index.html").is_file():
+        print(f"Leaderboard: {out}/board/index.html (also LEADERBOARD.md, leaderboard.json, runs.csv)")
     if not ns.no_wandb:
         print(f"W&B offline runs: {out}/*/wandb/offline-run-*  (upload with `wandb sync <dir>`)")
     return code

@@ -1,10 +1,13 @@
 """Pure tensor helpers shared by algorithms and evaluators.
 
 Conventions: ``[B, T]`` tensors are batch x time; ``mask`` is 1 on positions that count and 0 elsewhere
-(prompt, padding). Nothing here keeps state or touches a model.
+(prompt, padding). Nothing here keeps state or touches a model. Every batch of token-id lists becomes tensors
+through ``right_pad`` / ``left_pad`` / ``pad_completions``.
 """
 
 from __future__ import annotations
+
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -102,3 +105,58 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, *, gamma: float, lam: flo
         advantages[:, t] = last
     advantages = advantages * m
     return advantages, (advantages + v) * m
+
+
+# -- padding ---------------------------------------------------------------------------------------------------
+
+def _pad(sequences: list[list[int]], pad_id: int, *, left: bool, min_len: int, device: Any) -> tuple[Tensor, Tensor]:
+    width = max(min_len, max((len(s) for s in sequences), default=0))
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        if s:
+            cols = slice(width - len(s), width) if left else slice(0, len(s))
+            ids[i, cols] = torch.tensor(s, dtype=torch.long)
+            mask[i, cols] = 1
+    # built on the CPU and moved once: one copy per batch instead of one per row
+    return (ids, mask) if device is None else (ids.to(device), mask.to(device))
+
+
+def right_pad(sequences: list[list[int]], pad_id: int, *, max_len: Optional[int] = None, min_len: int = 0,
+              device: Any = None) -> tuple[Tensor, Tensor]:
+    """Token-id lists -> ``(ids [B, T], mask [B, T])``, both int64: row ``b`` holds ``sequences[b]`` from column 0,
+    then ``pad_id``; ``mask`` is 1 on the real tokens. T is the longest sequence (at least ``min_len``: a forward
+    needs one column even when every sequence is empty). ``max_len`` keeps each sequence's first ``max_len`` tokens
+    (training rows: the prompt's start matters). Built on the CPU; ``device`` moves the result there.
+
+    Right padding keeps every real token at its default position id, so training forwards need no position ids.
+    """
+    if max_len is not None:
+        sequences = [s[:max_len] for s in sequences]
+    return _pad(sequences, pad_id, left=False, min_len=min_len, device=device)
+
+
+def left_pad(sequences: list[list[int]], pad_id: int, *, max_len: Optional[int] = None, min_len: int = 0,
+             device: Any = None) -> tuple[Tensor, Tensor]:
+    """Like ``right_pad``, but each row ends at the last column (``pad_id`` first): the layout for prompts to be
+    continued, where every row's next token goes in the same column. ``max_len`` keeps each sequence's *last*
+    ``max_len`` tokens (the end of a prompt is what the completion continues). Pass ``rollout.position_ids(mask)``
+    to a forward so that padding does not shift positions."""
+    if max_len is not None:
+        sequences = [s[-max_len:] if max_len > 0 else [] for s in sequences]
+    return _pad(sequences, pad_id, left=True, min_len=min_len, device=device)
+
+
+def pad_completions(prompts: list[list[int]], completions: list[list[int]], pad_id: int, *,
+                    max_len: Optional[int] = None, device: Any = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Right-padded ``prompt + completion`` rows -> ``(ids [B, T], attention_mask [B, T], completion_mask [B, T])``,
+    all int64. ``completion_mask`` is 1 on the completion's tokens (of ``ids``; a loss over next-token labels
+    ``ids[:, 1:]`` takes ``completion_mask[:, 1:]``). ``max_len`` cuts each row after ``max_len`` tokens, the
+    completion first (a prompt longer than that keeps no completion token)."""
+    rows = [p + c for p, c in zip(prompts, completions, strict=True)]  # one completion per prompt
+    ids, attention_mask = right_pad(rows, pad_id, max_len=max_len)
+    starts = torch.tensor([len(p) for p in prompts], dtype=torch.long).unsqueeze(-1)
+    completion_mask = attention_mask * (torch.arange(ids.size(1)).unsqueeze(0) >= starts).long()
+    if device is not None:
+        ids, attention_mask, completion_mask = ids.to(device), attention_mask.to(device), completion_mask.to(device)
+    return ids, attention_mask, completion_mask

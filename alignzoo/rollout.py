@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from alignzoo.ops import token_logprobs
+from alignzoo.ops import left_pad, token_logprobs
 
 
 @dataclass
@@ -51,17 +51,6 @@ class Rollout:
         for ids, mask in zip(self.completion_ids.tolist(), self.completion_mask.tolist()):
             out.append(tokenizer.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=True))
         return out
-
-
-def left_pad(sequences: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-    width = max((len(s) for s in sequences), default=0)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, s in enumerate(sequences):
-        if s:
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
-    return ids.to(device), mask.to(device)
 
 
 def position_ids(mask: Tensor) -> Tensor:
@@ -153,7 +142,7 @@ def generate(model: Any, prompts: list[list[int]], *, eos_id: int, pad_id: int, 
     exactly as one process sampling the whole batch would, and stops when every rank's rows have ended.
     """
     device = next(model.parameters()).device
-    ids, mask = left_pad(prompts, pad_id, device)
+    ids, mask = left_pad(prompts, pad_id, device=device)
     prompt_mask = mask
     batch = ids.size(0)
     want_hidden = adjust_logits is not None

@@ -7,7 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {"alignzoo", "alignzoo.errors", "alignzoo.ops", "alignzoo.rollout", "alignzoo.training", "alignzoo.record",
-          "alignzoo.registry", "alignzoo.stats", "alignzoo.models.base", "alignzoo.testing", "alignzoo.plugins"}
+          "alignzoo.registry", "alignzoo.models.base", "alignzoo.testing", "alignzoo.plugins"}
 PLUGINS = sorted((ROOT / "plugins").glob("*/"))
 
 

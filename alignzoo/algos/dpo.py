@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from alignzoo.hookspecs import hookimpl
-from alignzoo.ops import sequence_logprobs
+from alignzoo.ops import pad_completions, sequence_logprobs
 from alignzoo.rollout import forward
 from alignzoo.training import infinite_batches, supervised_loop
 
@@ -124,17 +124,10 @@ def tokenize_pairs(policy: Any, data: Any, *, max_length: int, max_prompt_length
 
 
 def collate_pairs(pairs: list[tuple], index: list[int], pad_id: int, device: torch.device) -> PairBatch:
-    seqs = [p + c for p, c, _ in pairs] + [p + r for p, _, r in pairs]
-    starts = [len(p) for p, _, _ in pairs] * 2
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(seqs), width), dtype=torch.long)
-    comp = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, (s, st) in enumerate(zip(seqs, starts)):
-        ids[i, :len(s)] = torch.tensor(s)
-        attn[i, :len(s)] = 1
-        comp[i, st:len(s)] = 1
-    return PairBatch(ids.to(device), attn.to(device), comp[:, 1:].to(device), torch.tensor(index))
+    prompts = [p for p, _, _ in pairs] * 2
+    completions = [c for _, c, _ in pairs] + [r for _, _, r in pairs]
+    ids, attn, comp = pad_completions(prompts, completions, pad_id, device=device)
+    return PairBatch(ids, attn, comp[:, 1:], torch.tensor(index))
 
 
 def pair_logps(model: Any, batch: PairBatch, length_normalize: bool) -> tuple[Tensor, Tensor]:

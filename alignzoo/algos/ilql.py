@@ -60,7 +60,7 @@ from torch import Tensor, nn
 from alignzoo import checkpoint
 from alignzoo.errors import AlignzooError
 from alignzoo.hookspecs import hookimpl
-from alignzoo.ops import masked_mean
+from alignzoo.ops import masked_mean, pad_completions
 from alignzoo.rollout import filter_logits, forward
 from alignzoo.training import Stepper, check_finite, infinite_batches
 
@@ -297,18 +297,13 @@ def tokenize(policy: Any, prompts: list[str], completions: list[str], ended: lis
 
 
 def collate(examples: list[Example], pad_id: int, device: Any) -> Batch:
-    width = max(len(ids) for ids, _, _ in examples)
-    b = len(examples)
-    ids = torch.full((b, width), pad_id, dtype=torch.long)
-    attn = torch.zeros((b, width), dtype=torch.long)
-    mask = torch.zeros((b, width - 1))
-    rewards = torch.zeros((b, width - 1))
-    for i, (seq, p, r) in enumerate(examples):
-        ids[i, :len(seq)] = torch.tensor(seq)
-        attn[i, :len(seq)] = 1
-        mask[i, p - 1:len(seq) - 1] = 1
+    ids, attn, actions = pad_completions([seq[:p] for seq, p, _ in examples], [seq[p:] for seq, p, _ in examples],
+                                         pad_id)
+    rewards = torch.zeros((len(examples), ids.size(1) - 1))
+    for i, (seq, _, r) in enumerate(examples):
         rewards[i, len(seq) - 2] = r
-    return Batch(ids.to(device), attn.to(device), mask.to(device), rewards.to(device))
+    # position j acts by predicting token j+1: the step mask is the completion mask of the labels ids[:, 1:]
+    return Batch(ids.to(device), attn.to(device), actions[:, 1:].float().to(device), rewards.to(device))
 
 
 # -- training --------------------------------------------------------------------------------------------------

@@ -99,6 +99,19 @@ def md_code(value: str) -> str:
     return f"{fence} {s} {fence}" if s.startswith("`") or s.endswith("`") else f"{fence}{s}{fence}"
 
 
+def track_table(members: list[Group]) -> list[str]:
+    """One track's ranked Markdown table, line by line (header, alignment row, a row per group in the given order):
+    the table of LEADERBOARD.md, and what ``alignzoo demo`` prints."""
+    head = ["Rank", "Algorithm", "n"] + [h for _, h, _ in COLUMNS] + ["Failed"]
+    align = ["---:", ":---", "---:"] + ["---:"] * (len(head) - 3)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    for g in members:
+        cells = [str(g.rank) if g.rank is not None else "–", md(g.label) + (" ★" if g.pareto else ""),
+                 str(len(g.ok))] + [fmt(g.metric(k), d) for k, _, d in COLUMNS] + [str(len(g.failed))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def leaderboard_md(groups: list[Group], meta: dict[str, Any], *, plots: Optional[dict[str, str]] = None) -> str:
     ci = meta["ci"]
     lines = ["# Leaderboard", "",
@@ -112,15 +125,7 @@ def leaderboard_md(groups: list[Group], meta: dict[str, Any], *, plots: Optional
     for g in groups:
         tracks.setdefault(g.track, []).append(g)
     for track, members in tracks.items():
-        lines += [f"## {md(track_title(track))}", ""]
-        head = ["Rank", "Algorithm", "n"] + [h for _, h, _ in COLUMNS] + ["Failed"]
-        lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---:", ":---", "---:"] + ["---:"] * (len(head) - 3))
-                  + "|"]
-        for g in members:
-            cells = [str(g.rank) if g.rank is not None else "–", md(g.label) + (" ★" if g.pareto else ""),
-                     str(len(g.ok))] + [fmt(g.metric(k), d) for k, _, d in COLUMNS] + [str(len(g.failed))]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += [f"## {md(track_title(track))}", ""] + track_table(members) + [""]
     if any(g.pareto for g in groups):
         lines += ["★ on the gold-reward-vs-KL Pareto front of its track.", ""]
     if plots and plots.get("frontier"):

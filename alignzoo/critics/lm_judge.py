@@ -98,7 +98,8 @@ def option_logprobs(model: Any, tokenizer: Any, prompts: list[str], options: lis
     Rows are left-padded (explicit position ids), so every row ends at the last column and only the logits of the
     last ``max option length + 1`` positions are computed (``logits_to_keep``): the vocabulary projection of the
     whole judging prompt is never materialized."""
-    from alignzoo.rollout import left_pad, position_ids
+    from alignzoo.ops import left_pad
+    from alignzoo.rollout import position_ids
 
     device = next(model.parameters()).device
     max_length = max_length or int(getattr(model.config, "max_position_embeddings", None)
@@ -113,7 +114,7 @@ def option_logprobs(model: Any, tokenizer: Any, prompts: list[str], options: lis
     step = batch_size * len(options)
     for i in range(0, len(seqs), step):
         chunk, lens = seqs[i:i + step], lengths[i:i + step]
-        ids, mask = left_pad(chunk, pad_id, device)
+        ids, mask = left_pad(chunk, pad_id, device=device)
         keep = max(lens) + 1
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
                        logits_to_keep=keep).logits.float()  # [B, keep, V]: positions T - keep .. T - 1

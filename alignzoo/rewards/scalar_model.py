@@ -19,6 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from alignzoo import ops
 from alignzoo.errors import AlignzooError
 
 KIND = "alignzoo-reward-model"
@@ -61,13 +62,8 @@ class RewardModelInputs:
 
 
 def right_pad(seqs: list[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(1, max(len(s) for s in seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, :len(s)] = 1
-    return ids.to(device), mask.to(device)
+    """Reward-model inputs: ``ops.right_pad`` with at least one column (the head reads the last real token)."""
+    return ops.right_pad(seqs, pad_id, min_len=1, device=device)
 
 
 class LearnedReward:

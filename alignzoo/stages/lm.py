@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from alignzoo.ops import pad_completions, right_pad
 from alignzoo.rollout import forward
 
 
@@ -96,13 +97,7 @@ def perplexity(model: Any, sequences: list[list[int]], pad_id: int, batch_size: 
     total, count = 0.0, 0
     for i in range(0, len(sequences), batch_size):
         chunk = sequences[i:i + batch_size]
-        width = max(len(s) for s in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, s in enumerate(chunk):
-            ids[j, :len(s)] = torch.tensor(s)
-            mask[j, :len(s)] = 1
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = right_pad(chunk, pad_id, device=device)
         logits, _ = forward(model, ids, mask, cache=False)
         ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="none")
         m = mask[:, 1:].flatten().float()
@@ -113,13 +108,5 @@ def perplexity(model: Any, sequences: list[list[int]], pad_id: int, batch_size: 
 
 def sft_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: int, max_len: int):
     """Right-padded prompt+completion rows with a loss mask on the completion tokens."""
-    seqs = [(p + c)[:max_len] for p, c in zip(prompts, completions)]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    loss_mask = torch.zeros_like(ids)
-    attn = torch.zeros_like(ids)
-    for i, (s, p) in enumerate(zip(seqs, prompts)):
-        ids[i, :len(s)] = torch.tensor(s)
-        attn[i, :len(s)] = 1
-        loss_mask[i, len(p):len(s)] = 1
+    ids, attn, loss_mask = pad_completions(prompts, completions, pad_id, max_len=max_len)
     return ids, loss_mask, attn

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from alignzoo import hookimpl
-from alignzoo.ops import sequence_logprobs
+from alignzoo.ops import pad_completions, sequence_logprobs
 from alignzoo.rollout import forward
 from alignzoo.training import infinite_batches, supervised_loop
 
@@ -57,16 +57,8 @@ def kto_loss(policy_logps: Tensor, ref_logps: Tensor, desirable: Tensor, *, beta
 
 
 def _collate(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device: Any):
-    seqs = [p + c for p, c in zip(prompts, completions)]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    comp = torch.zeros_like(ids)
-    for i, (s, p) in enumerate(zip(seqs, prompts)):
-        ids[i, :len(s)] = torch.tensor(s)
-        attn[i, :len(s)] = 1
-        comp[i, len(p):len(s)] = 1
-    return ids.to(device), attn.to(device), comp[:, 1:].to(device)
+    ids, attn, comp = pad_completions(prompts, completions, pad_id, device=device)
+    return ids, attn, comp[:, 1:]
 
 
 def _logps(model: Any, batch: tuple) -> Tensor:

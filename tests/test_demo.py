@@ -1,0 +1,91 @@
+"""``alignzoo demo`` prints the board's own table: the same rows as LEADERBOARD.md, on synthetic records, and the
+whole command on a faked sweep (no training)."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from alignzoo import demo
+from alignzoo.board import build_board
+
+GOLD = {"dpo": [0.30, 0.20, 0.25], "ppo": [0.10, 0.30], "sft": [-0.05]}
+
+
+def _record(algo, seed, gold, status="ok"):
+    ok = status == "ok"
+    return {"schema_version": 1, "run_id": f"{algo}-{seed}", "status": status, "algo": algo, "task": "sentiment",
+            "model": "tiny", "budget": "quick", "seed": seed,
+            "config": {"seed": seed, "algo": {"name": algo}, "task": {"name": "sentiment"}},
+            "overrides": [f"algo={algo}", f"seed={seed}"],
+            "metrics": {"eval/gold_reward": gold, "eval/kl": 2.0 * seed, "eval/win_rate": 0.5} if ok else {},
+            "history": [], "wall_time_s": 10.0, "tokens": 100, "started_at": "2026-01-01T00:00:00+00:00",
+            "error": None if ok else {"type": "RuntimeError", "message": "loss is NaN at step 3"}}
+
+
+def _write_sweep(root: Path) -> Path:
+    records = [_record(a, s, g) for a, golds in GOLD.items() for s, g in enumerate(golds)]
+    records.append(_record("ppo", 2, None, status="failed"))
+    for i, rec in enumerate(records):
+        (root / f"{i}_{rec['algo']}_s{rec['seed']}").mkdir(parents=True)
+        (root / f"{i}_{rec['algo']}_s{rec['seed']}" / "record.json").write_text(json.dumps(rec))
+    return root
+
+
+def _table_lines(text):
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+def test_demo_table_is_the_boards_markdown_table(tmp_path):
+    sweep = _write_sweep(tmp_path / "sweep")
+    board = build_board([sweep], tmp_path / "board", figures=False)
+    table = demo.results_table(board.records)
+    board_md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert _table_lines(table) == _table_lines(board_md.split("## Reproduce")[0])
+    lines = _table_lines(table)
+    assert lines[0] == ("| Rank | Algorithm | n | Gold reward | Gain over SFT | KL (nats) | Win rate | Length | "
+                        "Wall time (s) | Failed |")
+    assert [line.split(" | ")[1] for line in lines[2:]] == ["dpo ★", "ppo ★", "sft ★"]  # by mean gold reward
+    assert lines[2].startswith("| 1 | dpo ★ | 3 | 0.250 [")  # mean of 0.30, 0.20, 0.25 with its interval
+    assert lines[3].endswith(" | 1 |")  # ppo's failed seed
+    # one seed: the mean alone; rank 3: both other CIs lie above it
+    assert lines[4].startswith("| 3 | sft ★ | 1 | -0.050 | n/a | 0.00 |")
+    assert table.splitlines()[0] == "task=sentiment · model=tiny · budget=quick"
+
+
+def test_demo_prints_the_table_of_its_sweep(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "demo"
+
+    def fake_sweep(cmd, env):  # the multirun: write the records a sweep would have written
+        assert f"hydra.sweep.dir={out}" in cmd and "budget=smoke" in cmd
+        _write_sweep(out)
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", fake_sweep)
+    monkeypatch.setenv("ALIGNZOO_PLUGINS", "")
+    assert demo.main(["--budget", "smoke", "--out", str(out), "--no-wandb", "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    expected = demo.results_table([json.loads(p.read_text()) for p in sorted(out.rglob("record.json"))])
+    assert _table_lines(printed) == _table_lines(expected)
+    assert "Results at budget=smoke. Mean over seeds [95% percentile-bootstrap CI, 2000 resamples]" in printed
+    assert f"Records: {out}/*/record.json" in printed
+    assert "W&B" not in printed
+
+
+def test_demo_without_records_says_so_and_fails(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "demo"
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: 2)
+    monkeypatch.setenv("ALIGNZOO_PLUGINS", "")
+    assert demo.main(["--out", str(out), "--no-wandb"]) == 2
+    err = capsys.readouterr().err
+    assert f"alignzoo demo: no results to show: run directory not found: {out}" in err
+
+
+@pytest.mark.parametrize("algos", [["dpo", "sft", "ppo"], ["sft"]])
+def test_demo_algos_puts_the_sft_row_last(algos):
+    class Registry:
+        def names(self):
+            return algos
+
+    assert demo.demo_algos({"algo": Registry()}) == [a for a in algos if a != "sft"] + ["sft"]
