@@ -1,0 +1,187 @@
+"""Every config Hydra will use for an ``alignzoo run`` command line, composed and resolved the way Hydra does it.
+
+The search path, the primary config (``--config-path``/``-cp``, ``--config-name``/``-cn``, ``--config-dir``/``-cd``),
+the mode (``-m``, or ``hydra.mode: MULTIRUN`` in a config) and the jobs of a sweep (the basic sweeper's cartesian
+product of the command line's sweeps and ``hydra.sweeper.params``, each job composed with
+``load_sweep_config``, as the launcher does) all come from Hydra's own functions, so the check sees what Hydra will
+instantiate rather than a copy of its rules. Resolution fills what Hydra fills only at run time
+(``hydra.job.num``/``id``, ``hydra.runtime.output_dir``) and sets ``HydraConfig`` for ``${hydra:...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+from alignzoo.errors import AlignzooError
+
+
+class ComposeError(AlignzooError):
+    """The config cannot be composed or resolved, so it cannot be checked: the run is refused (fail closed)."""
+
+
+@dataclass
+class Planned:
+    """One config Hydra will use: the run's (or the sweep's master config) or one job of a sweep."""
+
+    container: dict[str, Any]  # resolved
+    job: str = ""  # "" for the run / the sweep itself; else the job's overrides
+
+
+def one_line(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line messages as one line: the message (without the search-path listing),
+    then its cause's, then the key."""
+    text = str(exc).split("Config search path:")[0]
+    parts = [" ".join(line.split()) for line in text.splitlines() if line.strip() and "full_key:" not in line
+             and not line.strip().startswith(("reference_type", "object_type"))]
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and len(parts) <= 1 and str(cause).strip():
+        parts.append(one_line(cause))
+    key = getattr(exc, "full_key", None)
+    return "; ".join(parts) + (f" (key: {key})" if key else "")
+
+
+def yaml_message(exc: Any) -> str:
+    """``FILE line N: not valid YAML: ...; the fix`` for a scanner or parser error (bad indentation, a tab, an
+    unclosed quote); N is where the broken construct starts."""
+    mark = exc.context_mark or exc.problem_mark
+    what = "; ".join(p for p in (exc.context, exc.problem) if p)
+    return (f"{mark.name} line {mark.line + 1}: not valid YAML ({what}); indent with spaces (never tabs), align "
+            "the keys of one mapping and close every quote")
+
+
+def _yaml_error(exc: Optional[BaseException]) -> Any:
+    """The YAML syntax error behind ``exc`` (itself or a cause), if there is one."""
+    import yaml
+
+    while exc is not None and not isinstance(exc, yaml.MarkedYAMLError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def _hydra(ns: argparse.Namespace, config_path: Optional[str], config_name: Optional[str],
+           task_function: Callable[..., Any]) -> tuple[Any, Optional[str]]:
+    """A Hydra instance with the search path ``hydra.main`` would build for these flags (see
+    ``hydra._internal.utils._run_hydra``), and the primary config's name."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import (create_automatic_config_search_path,
+                                       detect_calling_file_or_module_from_task_function, detect_task_name,
+                                       validate_config_path)
+    from hydra.core.config_search_path import SearchPathQuery
+
+    config_name = ns.config_name if ns.config_name is not None else config_name
+    config_path = ns.config_path if ns.config_path is not None else config_path
+    calling_file, calling_module = detect_calling_file_or_module_from_task_function(task_function)
+    validate_config_path(config_path)
+    search_path = create_automatic_config_search_path(calling_file, calling_module, config_path)
+    if ns.config_dir is not None:
+        config_dir = os.path.abspath(ns.config_dir)
+        if not os.path.isdir(config_dir):
+            raise ComposeError(f"--config-dir {ns.config_dir}: the directory {config_dir} does not exist")
+        search_path.prepend(provider="command-line", path=f"file://{config_dir}",
+                            anchor=SearchPathQuery(provider="schema"))
+    return Hydra.create_main_hydra2(task_name=detect_task_name(calling_file, calling_module),
+                                    config_search_path=search_path), config_name
+
+
+def _compose(hydra: Any, config_name: Optional[str], overrides: list[str], multirun: bool) -> Any:
+    from hydra.types import RunMode
+
+    mode = RunMode.MULTIRUN if multirun else RunMode.RUN
+    return hydra.compose_config(config_name=config_name, overrides=list(overrides), run_mode=mode,
+                                with_log_configuration=False)
+
+
+def _is_multirun(hydra: Any, config_name: Optional[str], ns: argparse.Namespace) -> tuple[bool, Any]:
+    """Whether Hydra will sweep (``-m``, or ``hydra.mode`` in a config), and the run's config when it will not."""
+    from hydra.types import RunMode
+
+    if ns.multirun:
+        return True, None
+    try:
+        cfg = _compose(hydra, config_name, ns.overrides, multirun=False)
+    except Exception:
+        if hydra.get_mode(config_name=config_name, overrides=list(ns.overrides)) == RunMode.MULTIRUN:
+            return True, None
+        raise
+    return cfg.hydra.mode == RunMode.MULTIRUN, cfg
+
+
+def _resolved(cfg: Any, num: int, multirun: bool) -> dict[str, Any]:
+    """``cfg`` resolved as Hydra will see it when the job runs (its number, id and output directory filled)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    cfg = copy.deepcopy(cfg)
+    with read_write(cfg.hydra.job), open_dict(cfg.hydra.job):
+        for key, value in (("num", num), ("id", str(num))):  # what the launcher sets
+            if OmegaConf.is_missing(cfg.hydra.job, key):
+                cfg.hydra.job[key] = value
+    HydraConfig.instance().set_config(cfg)
+    where = ("hydra.sweep.dir", "hydra.sweep.subdir") if multirun else ("hydra.run.dir",)
+    try:  # what run_job sets
+        output_dir = os.path.abspath(os.path.join(*(str(OmegaConf.select(cfg, k)) for k in where)))
+        with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+            cfg.hydra.runtime.output_dir = output_dir
+    except Exception:  # noqa: BLE001 - left missing: resolving what uses it fails below, and is refused
+        pass
+    HydraConfig.instance().set_config(cfg)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except Exception as exc:  # noqa: BLE001 - any resolver or interpolation error
+        raise ComposeError(f"the config cannot be resolved to check it: {one_line(exc)}") from None
+
+
+def _sweep_jobs(hydra: Any, master: Any) -> list[list[str]]:
+    """The overrides of every job the basic sweeper will launch (config params first, then the command line's)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    try:
+        params = (OmegaConf.to_container(master.hydra.sweeper, resolve=True) or {}).get("params") or {}
+    except Exception as exc:  # noqa: BLE001
+        raise ComposeError(f"hydra.sweeper.params cannot be resolved to check the sweep: {one_line(exc)}") from None
+    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments += OmegaConf.to_container(master.hydra.overrides.task, resolve=False)
+    parser = OverridesParser.create(config_loader=hydra.config_loader)
+    try:
+        return BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)[0]
+    except Exception as exc:  # noqa: BLE001 - e.g. interval() sweeps: jobs that cannot be listed cannot be checked
+        raise ComposeError(f"the jobs of this sweep cannot be listed to check them: {one_line(exc)}; sweep over "
+                           "lists of values (key=a,b,c or range(...))") from None
+
+
+def planned_configs(ns: argparse.Namespace, *, config_path: Optional[str], config_name: Optional[str],
+                    task_function: Callable[..., Any]) -> Iterator[Planned]:
+    """The resolved config of the run, or of the sweep and then of each of its jobs; ``ComposeError`` (one line)
+    when one cannot be composed or resolved. ``ns`` is Hydra's own argument parser's result."""
+    from hydra import version
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    version.setbase("1.3")
+    GlobalHydra.instance().clear()
+    try:
+        hydra, name = _hydra(ns, config_path, config_name, task_function)
+        multirun, cfg = _is_multirun(hydra, name, ns)
+        if not multirun:
+            yield Planned(_resolved(cfg, 0, multirun=False))
+            return
+        master = _compose(hydra, name, ns.overrides, multirun=True)
+        yield Planned(_resolved(master, 0, multirun=True))
+        for num, job in enumerate(_sweep_jobs(hydra, master)):
+            job_cfg = hydra.config_loader.load_sweep_config(master, list(job))
+            yield Planned(_resolved(job_cfg, num, multirun=True), job=" ".join(job))
+    except ComposeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - composition errors of every kind: fail closed, in one line
+        bad_yaml = _yaml_error(exc)
+        raise ComposeError(yaml_message(bad_yaml) if bad_yaml else f"cannot compose the config: {one_line(exc)}") \
+            from None
+    finally:
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()
