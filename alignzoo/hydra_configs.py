@@ -135,8 +135,9 @@ def _resolved(cfg: Any, num: int, multirun: bool) -> dict[str, Any]:
         raise ComposeError(f"the config cannot be resolved to check it: {one_line(exc)}") from None
 
 
-def _sweep_jobs(hydra: Any, master: Any) -> list[list[str]]:
-    """The overrides of every job the basic sweeper will launch (config params first, then the command line's)."""
+def _sweep_jobs(hydra: Any, master: Any) -> tuple[list[list[str]], set[str]]:
+    """The overrides of every job the basic sweeper will launch (config params first, then the command line's),
+    and the keys that vary between jobs."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
@@ -149,7 +150,9 @@ def _sweep_jobs(hydra: Any, master: Any) -> list[list[str]]:
     arguments += OmegaConf.to_container(master.hydra.overrides.task, resolve=False)
     parser = OverridesParser.create(config_loader=hydra.config_loader)
     try:
-        return BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)[0]
+        parsed = parser.parse_overrides(arguments)
+        swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+        return BasicSweeper.split_arguments(parsed, None)[0], swept
     except Exception as exc:  # noqa: BLE001 - e.g. interval() sweeps: jobs that cannot be listed cannot be checked
         raise ComposeError(f"the jobs of this sweep cannot be listed to check them: {one_line(exc)}; sweep over "
                            "lists of values (key=a,b,c or range(...))") from None
@@ -173,9 +176,11 @@ def planned_configs(ns: argparse.Namespace, *, config_path: Optional[str], confi
             return
         master = _compose(hydra, name, ns.overrides, multirun=True)
         yield Planned(_resolved(master, 0, multirun=True))
-        for num, job in enumerate(_sweep_jobs(hydra, master)):
+        jobs, swept = _sweep_jobs(hydra, master)
+        for num, job in enumerate(jobs):
             job_cfg = hydra.config_loader.load_sweep_config(master, list(job))
-            yield Planned(_resolved(job_cfg, num, multirun=True), job=" ".join(job))
+            label = " ".join(o for o in job if o.split("=", 1)[0] in swept)
+            yield Planned(_resolved(job_cfg, num, multirun=True), job=label)
     except ComposeError:
         raise
     except Exception as exc:  # noqa: BLE001 - composition errors of every kind: fail closed, in one line

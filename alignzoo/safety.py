@@ -41,6 +41,7 @@ CODE_LOADING_ENV = ("PATH", "BASH_ENV", "ENV", "PERL5OPT", "PERL5LIB", "RUBYOPT"
 TRUST_REMOTE_CODE_ENV = "ALIGNZOO_TRUST_REMOTE_CODE"
 
 _NOT_FOUND = object()
+_PUBLIC_MODULE = {"posix": "os", "nt": "os"}  # where os.system & co. are documented
 _FIX = ("select components by name (e.g. algo=dpo), or package your code as an alignzoo plugin and register it")
 
 
@@ -101,6 +102,7 @@ def _what_it_is(path: str) -> str:
     module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
     if obj is _NOT_FOUND or not isinstance(module, str) or not isinstance(name, str):
         return ""
+    module = _PUBLIC_MODULE.get(module, module)
     real = name if module == "builtins" else f"{module}.{name}"
     return "" if real == path else f" (it is {real})"
 

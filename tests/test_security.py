@@ -1,0 +1,226 @@
+"""Config code execution, closed: every way around the guard we know of is refused before Hydra runs, and is inert.
+
+Each walk-around below is a payload that writes a marker file the moment Hydra (or ``logging``, or an import, or
+``pickle``) would run it. With the guard it must exit 2 with one message naming the key, and the marker must not
+exist; ``test_the_payloads_are_live_without_the_guard`` runs the same command lines with the guard switched off and
+sees every marker appear (or, for os.system, exec, subprocess and import_module, Hydra's own blocklist stop them
+too), so these tests can fail. The jobs carry ``algo.lr=-1``: when a payload does get through,
+the job itself stops at validation within a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+
+from alignzoo import plugins
+from alignzoo.config import store_schema
+from alignzoo.testing import TINY_OVERRIDES, make_preference_dataset
+from faultkit import alignzoo_run
+
+HEADER = "# @package _global_\n"
+
+
+def callback(target: str, *args: str, extra: str = "") -> str:
+    """An experiment file whose Hydra callback is ``target(*args)``."""
+    listed = ", ".join(f'"{a}"' for a in args)
+    return f"{HEADER}hydra:\n  callbacks:\n    evil:\n      _target_: {target}\n      _args_: [{listed}]\n{extra}"
+
+
+MODULE_CODE = "import sys\nopen({marker!r}, 'w').close()\nstream = sys.stdout\nx = 1\n"
+
+
+@dataclass
+class WalkAround:
+    id: str
+    key: str  # the key the message names
+    args: list[str]  # MARKER, MODULE (a module on sys.path that writes the marker when imported), DIR: tmp_path
+    files: dict[str, str] = field(default_factory=dict)  # path under tmp_path -> text (same placeholders)
+    env: dict[str, str] = field(default_factory=dict)
+    says: str = "configs may not name import paths"
+    setup: Optional[Callable[[Path, Path], None]] = None  # (tmp_path, marker)
+    tiny_job: bool = True  # False: a primary config of its own, which alignzoo's overrides do not fit
+    hydra_blocks: bool = False  # Hydra 1.3.8's own target blocklist stops it too (a second line of defence)
+
+
+class Payload:
+    """``pickle.load`` of this writes the marker (what Hydra's --experimental-rerun would do with config.pickle)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _pickled_config(tmp: Path, marker: Path) -> None:
+    (tmp / "config.pickle").write_bytes(pickle.dumps(Payload(str(marker))))
+
+
+EXP = ["--config-dir", "DIR", "+experiment=evil"]
+
+WALK_AROUNDS = [
+    # route 1: an alignzoo.* prefix that walks through a module attribute into the standard library
+    WalkAround("attribute-walk-run-os-system", "hydra.callbacks.evil._target_='alignzoo.run.os.system'", EXP,
+               {"experiment/evil.yaml": callback("alignzoo.run.os.system", "touch MARKER")}, hydra_blocks=True),
+    WalkAround("attribute-walk-cli-os-makedirs", "hydra.callbacks.evil._target_='alignzoo.cli.os.makedirs'", EXP,
+               {"experiment/evil.yaml": callback("alignzoo.cli.os.makedirs", "MARKER")}, says="(it is os.makedirs)"),
+    WalkAround("attribute-walk-cli-path-touch", "hydra.callbacks.evil._target_", EXP,
+               {"experiment/evil.yaml": callback("alignzoo.cli.Path.touch", "MARKER")},
+               says="(it is pathlib.Path.touch)"),
+    WalkAround("builtins-exec", "hydra.callbacks.evil._target_='builtins.exec'", EXP,
+               {"experiment/evil.yaml": callback("builtins.exec", "open('MARKER', 'w').close()")},
+               hydra_blocks=True),
+    WalkAround("os-system", "hydra.callbacks.evil._target_='os.system'", EXP,
+               {"experiment/evil.yaml": callback("os.system", "touch MARKER")}, hydra_blocks=True),
+    WalkAround("subprocess", "hydra.callbacks.evil._target_='subprocess.run'", EXP,
+               {"experiment/evil.yaml": f"{HEADER}hydra:\n  callbacks:\n    evil:\n      _target_: subprocess.run\n"
+                                        "      _args_: [[touch, MARKER]]\n"}, hydra_blocks=True),
+    WalkAround("path-write-text", "hydra.callbacks.evil._target_='pathlib.Path.write_text'", EXP,
+               {"experiment/evil.yaml": f"{HEADER}hydra:\n  callbacks:\n    evil:\n"
+                                        "      _target_: pathlib.Path.write_text\n"
+                                        "      _args_: [{_target_: pathlib.Path, _args_: [MARKER]}, x]\n"}),
+    WalkAround("import-module", "hydra.callbacks.evil._target_='importlib.import_module'", EXP,
+               {"experiment/evil.yaml": callback("importlib.import_module", "MODULE")}, hydra_blocks=True),
+    WalkAround("module-never-imported-by-the-check", "hydra.callbacks.evil._target_='MODULE.x'", EXP,
+               {"experiment/evil.yaml": callback("MODULE.x")}),
+    WalkAround("hydra-utils-call-chain", "hydra.callbacks.evil._target_='hydra.utils.call'", EXP,
+               {"experiment/evil.yaml": f"{HEADER}hydra:\n  callbacks:\n    evil:\n      _target_: hydra.utils.call\n"
+                                        "      _recursive_: false\n"
+                                        "      config: {_target_: pathlib.Path.touch, _args_: [MARKER]}\n"}),
+    WalkAround("nested-in-alignzoos-own-callback", "hydra.callbacks.board.enabled._target_='pathlib.Path.touch'",
+               EXP, {"experiment/evil.yaml": f"{HEADER}hydra:\n  callbacks:\n    board:\n"
+                                             "      enabled: {_target_: pathlib.Path.touch, _args_: [MARKER]}\n"}),
+    WalkAround("logging-factory", "hydra.job_logging.formatters.evil.()='pathlib.Path.touch'", EXP,
+               {"experiment/evil.yaml": f"{HEADER}hydra:\n  job_logging:\n    formatters:\n      evil:\n"
+                                        "        (): pathlib.Path.touch\n        self: MARKER\n"},
+               says="logging configs may only name Hydra's logging classes"),
+    WalkAround("logging-ext-stream", "hydra.job_logging.handlers.console.stream='ext://MODULE.stream'", EXP,
+               {"experiment/evil.yaml": f"{HEADER}hydra:\n  job_logging:\n    handlers:\n      console:\n"
+                                        "        stream: ext://MODULE.stream\n"},
+               says="logging configs may only refer to ext://sys.stdout or ext://sys.stderr"),
+    # route 2: the primary config itself, from the user's own config path
+    WalkAround("primary-config-path-and-name", "hydra.callbacks.evil._target_='pathlib.Path.touch'",
+               ["--config-path", "DIR", "--config-name", "mine"],
+               {"mine.yaml": callback("pathlib.Path.touch", "MARKER")[len(HEADER):]}, tiny_job=False),
+    WalkAround("primary-config-short-flags", "hydra.callbacks.evil._target_='pathlib.Path.touch'",
+               ["-cp", "DIR", "-cn", "mine"], {"mine.yaml": callback("pathlib.Path.touch", "MARKER")[len(HEADER):]},
+               tiny_job=False),
+    WalkAround("config-dir-short-flag", "hydra.callbacks.evil._target_='pathlib.Path.mkdir'",
+               ["-cd", "DIR", "+experiment=evil"],
+               {"experiment/evil.yaml": callback("pathlib.Path.mkdir", "MARKER")}),
+    WalkAround("command-line-override", "hydra.callbacks.evil._target_='pathlib.Path.touch'",
+               ["+hydra.callbacks.evil={_target_:pathlib.Path.touch,_args_:['MARKER']}"]),
+    # route 3: values that only become a target when resolved
+    WalkAround("oc-create", "hydra.callbacks.evil._target_='pathlib.Path.touch'", EXP,
+               {"experiment/evil.yaml": f"{HEADER}hydra:\n  callbacks:\n"
+                                        "    evil: \"${oc.create:{_target_: pathlib.Path.touch, _args_: ['MARKER']}}\"\n"}),
+    WalkAround("oc-env", "hydra.callbacks.evil._target_='pathlib.Path.touch'", EXP,
+               {"experiment/evil.yaml": callback("${oc.env:AZ_EVIL_TARGET}", "MARKER")},
+               env={"AZ_EVIL_TARGET": "pathlib.Path.touch"}),
+    WalkAround("oc-decode-logging", "hydra.job_logging.handlers.console.stream='ext://MODULE.stream'", EXP,
+               {"experiment/evil.yaml": f"{HEADER}hydra:\n  job_logging:\n    handlers:\n"
+                                        "      console: \"${oc.decode:'{class: logging.StreamHandler, "
+                                        "stream: ext://MODULE.stream}'}\"\n"},
+               says="logging configs may only refer to ext://sys.stdout"),
+    # every job of a sweep: the second value of a command-line sweep, the second value of a config's own params
+    WalkAround("sweep-second-value", "hydra.job_logging.formatters.evil.()='pathlib.Path.touch'",
+               ["-m", "--config-dir", "DIR", "+experiment=benign,evil"],
+               {"experiment/benign.yaml": HEADER,
+                "experiment/evil.yaml": f"{HEADER}hydra:\n  job_logging:\n    formatters:\n      evil:\n"
+                                        "        (): pathlib.Path.touch\n        self: MARKER\n"},
+               says="(in the sweep job +experiment=evil)"),
+    WalkAround("sweeper-params-second-value", "hydra.job_logging.handlers.console.stream='ext://MODULE.stream'",
+               ["-m", *EXP],
+               {"experiment/evil.yaml": f"{HEADER}hydra:\n  sweeper:\n    params:\n"
+                                        "      hydra.job_logging.handlers.console.stream: "
+                                        "\"'ext://sys.stdout','ext://MODULE.stream'\"\n"},
+               says="(in the sweep job hydra.job_logging.handlers.console.stream='ext://MODULE.stream')"),
+    WalkAround("multirun-from-the-config", "hydra.job_logging.handlers.console.stream='ext://MODULE.stream'", EXP,
+               {"experiment/evil.yaml": f"{HEADER}hydra:\n  mode: MULTIRUN\n  sweeper:\n    params:\n"
+                                        "      hydra.job_logging.handlers.console.stream: "
+                                        "\"'ext://sys.stdout','ext://MODULE.stream'\"\n"},
+               says="logging configs may only refer to ext://sys.stdout"),
+    WalkAround("experimental-rerun", "--experimental-rerun", ["--experimental-rerun", "DIR/config.pickle"],
+               says="alignzoo never unpickles what it reads", setup=_pickled_config),
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_preference_dataset(tmp_path_factory.mktemp("security") / "prefs", 40)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_and_plugins():
+    """A payload that got through (the live test) may have reconfigured logging; leave it as it was."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    plugins.load(reload=True)
+
+
+def _prepare(case: WalkAround, tmp: Path, data: Path, monkeypatch) -> tuple[list[str], Path, str]:
+    marker = tmp / "MARKER-payload-ran"
+    module = f"az_evil_{uuid.uuid4().hex[:12]}"
+    (tmp / f"{module}.py").write_text(MODULE_CODE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp))
+    monkeypatch.chdir(tmp)
+
+    def fill(text: str) -> str:
+        return text.replace("MARKER", str(marker)).replace("MODULE", module).replace("DIR", str(tmp))
+
+    for rel, text in case.files.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_text(fill(text))
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, fill(value))
+    if case.setup:
+        case.setup(tmp, marker)
+    job = [*TINY_OVERRIDES, "task=hf_preferences", f"task.path={data}", "algo.lr=-1"] if case.tiny_job else []
+    base = [*job, f"hydra.run.dir={tmp / 'job'}", f"hydra.sweep.dir={tmp / 'sweep'}"]
+    return [*map(fill, case.args), *base], marker, module
+
+
+@pytest.mark.parametrize("case", WALK_AROUNDS, ids=[c.id for c in WALK_AROUNDS])
+def test_a_walk_around_is_refused_before_anything_runs(case, tmp_path, data, capsys, monkeypatch):
+    args, marker, module = _prepare(case, tmp_path, data, monkeypatch)
+    code, err = alignzoo_run(args, capsys, monkeypatch)
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("alignzoo: error: ")]
+    assert errors and any(case.key.replace("MODULE", module) in line for line in errors), err[-2000:]
+    assert any(case.says.replace("MODULE", module) in line for line in errors), err[-2000:]
+    assert not marker.exists(), "the payload ran"
+    assert module not in sys.modules, "the check imported a module the config named"
+    assert not (tmp_path / "job").exists() and not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # what logging and Hydra say about the payloads' results
+@pytest.mark.parametrize("case", WALK_AROUNDS, ids=[c.id for c in WALK_AROUNDS])
+def test_the_payloads_are_live_without_the_guard(case, tmp_path, data, capsys, monkeypatch):
+    """The same command lines with the guard switched off: every payload runs (so the test above can fail), but for
+    the few that Hydra's own blocklist stops as well."""
+    import alignzoo.cli
+
+    args, marker, _ = _prepare(case, tmp_path, data, monkeypatch)
+    monkeypatch.setattr(alignzoo.cli, "check_config_targets", lambda args: [])
+    err = ""
+    try:
+        err = alignzoo_run(args, capsys, monkeypatch)[1]
+    except Exception as exc:  # noqa: BLE001 - Hydra may well choke on what the payload returned; it ran all the same
+        err = repr(exc)
+    if case.hydra_blocks:
+        assert "is blocklisted" in err and not marker.exists(), err[-3000:]
+        return
+    assert marker.exists(), err[-3000:]
