@@ -224,3 +224,92 @@ def test_the_payloads_are_live_without_the_guard(case, tmp_path, data, capsys, m
         assert "is blocklisted" in err and not marker.exists(), err[-3000:]
         return
     assert marker.exists(), err[-3000:]
+
+
+# -- trust_remote_code: only when the user confirms it, and the record says what ran ------------------------------
+
+CONFIG_CODE = "from transformers import GPT2Config\n\n\nclass ShippedConfig(GPT2Config):\n    pass\n"
+MODEL_CODE = """open({marker!r}, "w").close()  # the model's own code ran
+from transformers import GPT2LMHeadModel
+
+from .configuration_shipped import ShippedConfig
+
+
+class ShippedModel(GPT2LMHeadModel):
+    config_class = ShippedConfig
+"""
+
+
+@pytest.fixture
+def model_with_code(tmp_path, monkeypatch):
+    """A local GPT-2 directory that ships its own modeling code (auto_map), which writes a marker when imported;
+    transformers copies such code into a modules cache, here under tmp_path."""
+    import json
+
+    import transformers.dynamic_module_utils as dynamic
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from alignzoo.models.base import Policy
+    from alignzoo.models.tokenizer import train_bpe_tokenizer
+
+    monkeypatch.setattr(dynamic, "HF_MODULES_CACHE", str(tmp_path / "hf-modules"))
+    tok = train_bpe_tokenizer(["the movie was great and fun"] * 50 + ["the plot was dull"] * 50, 300)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=1, n_head=2))
+    path = tmp_path / f"shipped_{uuid.uuid4().hex[:8]}"
+    Policy(model, tok).save(path)
+    marker = tmp_path / "MARKER-model-code-ran"
+    (path / "configuration_shipped.py").write_text(CONFIG_CODE)
+    (path / "modeling_shipped.py").write_text(MODEL_CODE.format(marker=str(marker)))
+    config = json.loads((path / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "configuration_shipped.ShippedConfig",
+                          "AutoModelForCausalLM": "modeling_shipped.ShippedModel"}
+    (path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "remote.yaml").write_text(
+        f"{HEADER}defaults:\n  - override /model: hf\nmodel:\n  path: {path}\n  trust_remote_code: true\n")
+    return path, marker
+
+
+def _remote_args(tmp_path, data) -> list[str]:
+    from alignzoo.testing import TINY_RUN
+
+    return ["--config-dir", str(tmp_path), "+experiment=remote", *TINY_RUN, "task=hf_preferences",
+            f"task.path={data}", f"hydra.run.dir={tmp_path / 'job'}"]
+
+
+def test_trust_remote_code_from_a_config_file_is_refused(model_with_code, tmp_path, data, capsys, monkeypatch):
+    monkeypatch.delenv("ALIGNZOO_TRUST_REMOTE_CODE", raising=False)
+    code, err = alignzoo_run(_remote_args(tmp_path, data), capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in err
+    assert ("alignzoo: error: model.trust_remote_code=true comes from a config file and would run code shipped with "
+            "the model; confirm it on the command line (model.trust_remote_code=true) or with "
+            "ALIGNZOO_TRUST_REMOTE_CODE=1") in err
+    assert not model_with_code[1].exists() and not (tmp_path / "job").exists()
+
+
+def test_trust_remote_code_confirmed_runs_the_models_code_and_the_record_says_so(model_with_code, tmp_path, data,
+                                                                                  capsys, monkeypatch):
+    from alignzoo.cli import check_config_targets
+    from alignzoo.record import read_record
+
+    path, marker = model_with_code
+    plugins.load()
+    store_schema()
+    args = _remote_args(tmp_path, data)
+    monkeypatch.delenv("ALIGNZOO_TRUST_REMOTE_CODE", raising=False)
+    assert check_config_targets([*args, "model.trust_remote_code=true"]) == []  # typed by the user: confirmed
+    monkeypatch.setenv("ALIGNZOO_TRUST_REMOTE_CODE", "1")
+    code, err = alignzoo_run(args, capsys, monkeypatch)
+    assert code == 0, err[-3000:]
+    assert marker.exists()
+    notes = read_record(tmp_path / "job").notes
+    ran = [n for n in notes if n.startswith(f"model.trust_remote_code=true: code shipped with {path} ran "
+                                            f"(transformers_modules.{path.name}.")]
+    assert len(ran) == 1 and ran[0].endswith(".modeling_shipped)"), notes  # the module carries a content hash
+
+
+def test_trust_remote_code_on_a_model_without_code_says_so():
+    from alignzoo.models.hf import remote_code_note
+
+    assert remote_code_note("/m", object()) == ("model.trust_remote_code=true: /m ships no code of its own; "
+                                                "transformers' own classes were used")
