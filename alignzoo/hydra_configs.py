@@ -32,15 +32,21 @@ class Planned:
 
 
 def one_line(exc: BaseException) -> str:
-    """Hydra's and OmegaConf's multi-line messages as one line: the message (without the search-path listing),
-    then its cause's, then the key."""
-    text = str(exc).split("Config search path:")[0]
-    parts = [" ".join(line.split()) for line in text.splitlines() if line.strip() and "full_key:" not in line
-             and not line.strip().startswith(("reference_type", "object_type"))]
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and len(parts) <= 1 and str(cause).strip():
-        parts.append(one_line(cause))
+    """Hydra's and OmegaConf's multi-line messages as one line: the message and its causes' (without the
+    search-path listing, the type details and repeats), then the key."""
     key = getattr(exc, "full_key", None)
+    parts: list[str] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen and len(parts) < 3:
+        seen.add(id(exc))
+        text = str(exc).split("Config search path:")[0]
+        lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+        lines = [ln for ln in lines if not ln.startswith(("full_key:", "reference_type", "object_type", "See https"))
+                 and "$VALUE" not in ln]
+        text = " ".join(ln + ("" if ln.endswith(":") else ";") for ln in lines).rstrip(";")
+        if text and text != "None" and not any(text.strip("\"'") in p for p in parts):
+            parts.append(text)
+        exc = exc.__cause__ or exc.__context__
     return "; ".join(parts) + (f" (key: {key})" if key else "")
 
 
@@ -110,7 +116,15 @@ def _is_multirun(hydra: Any, config_name: Optional[str], ns: argparse.Namespace)
     return cfg.hydra.mode == RunMode.MULTIRUN, cfg
 
 
-def _resolved(cfg: Any, num: int, multirun: bool) -> dict[str, Any]:
+#: the nodes Hydra itself resolves and acts on (instantiates, configures logging with, exports), by the kind of
+#: config: these must resolve; elsewhere a value that does not resolve is kept as written (it cannot become code
+#: later: nothing resolves it differently), and a ``_target_`` left as ``${...}`` names nothing allowed
+RUN_NODES = ("hydra.callbacks", "hydra.job_logging", "hydra.hydra_logging", "hydra.job.env_set")
+SWEEP_NODES = ("hydra.callbacks", "hydra.hydra_logging", "hydra.launcher", "hydra.sweeper")
+JOB_NODES = ("hydra.job_logging", "hydra.job.env_set")
+
+
+def _resolved(cfg: Any, num: int, multirun: bool, required: tuple[str, ...]) -> dict[str, Any]:
     """``cfg`` resolved as Hydra will see it when the job runs (its number, id and output directory filled)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict, read_write
@@ -126,13 +140,50 @@ def _resolved(cfg: Any, num: int, multirun: bool) -> dict[str, Any]:
         output_dir = os.path.abspath(os.path.join(*(str(OmegaConf.select(cfg, k)) for k in where)))
         with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
             cfg.hydra.runtime.output_dir = output_dir
-    except Exception:  # noqa: BLE001 - left missing: resolving what uses it fails below, and is refused
+    except Exception:  # noqa: BLE001 - left missing: what uses it does not resolve (refused where Hydra needs it)
         pass
     HydraConfig.instance().set_config(cfg)
+    return _resolve(cfg, "", required)
+
+
+def _resolve(node: Any, key: str, required: tuple[str, ...]) -> Any:
+    """A config node as a resolved container; a value that does not resolve stays as written, but under the
+    ``required`` keys, where it is refused."""
+    from omegaconf import ListConfig, OmegaConf
+
     try:
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    except Exception as exc:  # noqa: BLE001 - any resolver or interpolation error
-        raise ComposeError(f"the config cannot be resolved to check it: {one_line(exc)}") from None
+        return OmegaConf.to_container(node, resolve=True, throw_on_missing=False)
+    except Exception:  # noqa: BLE001 - some value below does not resolve: find it, child by child
+        pass
+    raw = OmegaConf.to_container(node, resolve=False)
+    is_list = isinstance(node, ListConfig)
+    out: Any = [] if is_list else {}
+    for name in (range(len(raw)) if is_list else list(raw)):
+        child_key = f"{key}[{name}]" if is_list else (f"{key}.{name}" if key else str(name))
+        child = node._get_node(name)
+        if OmegaConf.is_config(child) and not child._is_interpolation():
+            value = _resolve(child, child_key, required)
+        else:
+            value = _leaf(node, name, child_key, raw[name], required)
+        out.append(value) if is_list else out.__setitem__(name, value)
+    return out
+
+
+def _leaf(parent: Any, name: Any, key: str, raw: Any, required: tuple[str, ...]) -> Any:
+    """One value resolved (an interpolation may produce a whole container); as written when it does not resolve,
+    unless Hydra needs it."""
+    from omegaconf import OmegaConf
+
+    try:
+        if OmegaConf.is_missing(parent, name):
+            return raw
+        value = parent[name]
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    except Exception as exc:  # noqa: BLE001
+        if any(key.startswith(r) for r in required):
+            raise ComposeError(f"{key}: cannot be resolved to check what it would run ({one_line(exc)}); fix or "
+                               "remove it") from None
+        return raw
 
 
 def _sweep_jobs(hydra: Any, master: Any) -> tuple[list[list[str]], set[str]]:
@@ -172,15 +223,15 @@ def planned_configs(ns: argparse.Namespace, *, config_path: Optional[str], confi
         hydra, name = _hydra(ns, config_path, config_name, task_function)
         multirun, cfg = _is_multirun(hydra, name, ns)
         if not multirun:
-            yield Planned(_resolved(cfg, 0, multirun=False))
+            yield Planned(_resolved(cfg, 0, multirun=False, required=RUN_NODES))
             return
         master = _compose(hydra, name, ns.overrides, multirun=True)
-        yield Planned(_resolved(master, 0, multirun=True))
+        yield Planned(_resolved(master, 0, multirun=True, required=SWEEP_NODES))
         jobs, swept = _sweep_jobs(hydra, master)
         for num, job in enumerate(jobs):
             job_cfg = hydra.config_loader.load_sweep_config(master, list(job))
             label = " ".join(o for o in job if o.split("=", 1)[0] in swept)
-            yield Planned(_resolved(job_cfg, num, multirun=True), job=label)
+            yield Planned(_resolved(job_cfg, num, multirun=True, required=JOB_NODES), job=label)
     except ComposeError:
         raise
     except Exception as exc:  # noqa: BLE001 - composition errors of every kind: fail closed, in one line
