@@ -31,13 +31,13 @@ class Planned:
     job: str = ""  # "" for the run / the sweep itself; else the job's overrides
 
 
-def one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException, *, with_key: bool = True) -> str:
     """Hydra's and OmegaConf's multi-line messages as one line: the message and its causes' (without the
     search-path listing, the type details and repeats), then the key."""
     key = getattr(exc, "full_key", None)
     parts: list[str] = []
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen and len(parts) < 3:
+    while exc is not None and id(exc) not in seen and len(parts) < 2:
         seen.add(id(exc))
         text = str(exc).split("Config search path:")[0]
         lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
@@ -47,7 +47,7 @@ def one_line(exc: BaseException) -> str:
         if text and text != "None" and not any(text.strip("\"'") in p for p in parts):
             parts.append(text)
         exc = exc.__cause__ or exc.__context__
-    return "; ".join(parts) + (f" (key: {key})" if key else "")
+    return "; ".join(parts) + (f" (key: {key})" if key and with_key else "")
 
 
 def yaml_message(exc: Any) -> str:
@@ -181,8 +181,9 @@ def _leaf(parent: Any, name: Any, key: str, raw: Any, required: tuple[str, ...])
         return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     except Exception as exc:  # noqa: BLE001
         if any(key.startswith(r) for r in required):
-            raise ComposeError(f"{key}: cannot be resolved to check what it would run ({one_line(exc)}); fix or "
-                               "remove it") from None
+            why = one_line(exc, with_key=False)
+            raise ComposeError(f"{key}: cannot be resolved to check what it would run ({why}); fix or remove it") \
+                from None
         return raw
 
 

@@ -93,8 +93,8 @@ FAULTS = [
                                     "      _args_: ['touch MARKER']\n"), check=_inert),
     Fault("config-target-from-a-resolver", "config", [], 2,
           ("hydra.callbacks.evil._target_='pathlib.Path.touch'", "configs may not name import paths"),
-          setup=_experiment("resolver", f"{HEADER}hydra:\n  callbacks:\n"
-                                        "    evil: \"${oc.create:{_target_: pathlib.Path.touch, _args_: [MARKER]}}\"\n"),
+          setup=_experiment("resolver", f"{HEADER}hydra:\n  callbacks:\n    evil: "
+                                        "\"${oc.create:{_target_: pathlib.Path.touch, _args_: [MARKER]}}\"\n"),
           check=_inert),
     Fault("config-logging-class-in-a-sweep-job", "config", [], 2,
           ("hydra.job_logging.handlers.console.class='pathlib.Path.touch'", "logging configs may only name",

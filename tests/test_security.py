@@ -121,8 +121,8 @@ WALK_AROUNDS = [
                ["+hydra.callbacks.evil={_target_:pathlib.Path.touch,_args_:['MARKER']}"]),
     # route 3: values that only become a target when resolved
     WalkAround("oc-create", "hydra.callbacks.evil._target_='pathlib.Path.touch'", EXP,
-               {"experiment/evil.yaml": f"{HEADER}hydra:\n  callbacks:\n"
-                                        "    evil: \"${oc.create:{_target_: pathlib.Path.touch, _args_: ['MARKER']}}\"\n"}),
+               {"experiment/evil.yaml": f"{HEADER}hydra:\n  callbacks:\n    evil: "
+                                        "\"${oc.create:{_target_: pathlib.Path.touch, _args_: ['MARKER']}}\"\n"}),
     WalkAround("oc-env", "hydra.callbacks.evil._target_='pathlib.Path.touch'", EXP,
                {"experiment/evil.yaml": callback("${oc.env:AZ_EVIL_TARGET}", "MARKER")},
                env={"AZ_EVIL_TARGET": "pathlib.Path.touch"}),
@@ -313,3 +313,85 @@ def test_trust_remote_code_on_a_model_without_code_says_so():
 
     assert remote_code_note("/m", object()) == ("model.trust_remote_code=true: /m ships no code of its own; "
                                                 "transformers' own classes were used")
+
+
+# -- what must still work ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["algo=ppo", "seed=1"],
+    ["-m", "algo=dpo,ppo", "seed=0,1", "launcher=joblib"],
+    ["-m", "+experiment=zoo"],
+    ["-m", "+experiment=zoo", "launcher=joblib", "budget=quick"],
+    ["-m", "+experiment=frontier", "budget=quick"],
+    ["-m", "+experiment=frontier_rl"],  # its sweep subdir names algo.kl_coef, which only its jobs' algo has
+    ["-m", "hydra/sweeper=basic", "seed=range(0,3)"],
+    ["hydra/job_logging=stdout", "hydra/hydra_logging=disabled"],
+    ["hydra/job_logging=disabled"],
+    ["hydra.callbacks.board.enabled=false", "+hydra.job.env_set.TOKENIZERS_PARALLELISM=false"],
+    ["model=hf", "model.path=/some/model", "model.trust_remote_code=true"],  # typed by the user: their call
+], ids=lambda a: " ".join(a))
+def test_the_shipped_configs_launchers_and_sweeps_pass(args):
+    plugins.load()
+    store_schema()
+    from alignzoo.cli import check_config_targets
+
+    assert check_config_targets(args) == []
+
+
+@pytest.mark.parametrize("kind", ["algo", "task", "reward", "critic", "evaluator", "logger", "labeler", "budget"])
+def test_every_registered_component_passes(kind):
+    from alignzoo.cli import check_config_targets
+
+    state = plugins.load()
+    store_schema()
+    names = state.registries[kind].names() if kind in state.registries else {
+        "labeler": ["simulated", "critic", "human"], "budget": ["smoke", "quick", "standard"]}[kind]
+    for name in names:
+        assert check_config_targets([f"{kind}={name}"]) == [], name
+
+
+@pytest.mark.parametrize("args", [["--cfg", "job", "algo=ipo"], ["--cfg", "job", "--resolve", "algo=ipo"],
+                                  ["--help", "algo=ipo"], ["--hydra-help"], ["--info", "defaults", "algo=ipo"]],
+                         ids=lambda a: " ".join(a))
+def test_hydras_own_commands_still_work(args, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = alignzoo_run(args, capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_a_config_that_does_not_resolve_where_hydra_needs_it_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("AZ_UNSET_TARGET", raising=False)
+    code, err = alignzoo_run(["+hydra.callbacks.x._target_=${oc.env:AZ_UNSET_TARGET}"], capsys, monkeypatch)
+    assert code == 2 and "Traceback" not in err
+    assert "alignzoo: error: hydra.callbacks.x._target_: cannot be resolved to check what it would run (" in err
+    assert "Environment variable 'AZ_UNSET_TARGET' not found" in err and "fix or remove it" in err
+
+
+def test_a_job_env_may_not_load_code(capsys, monkeypatch):
+    code, err = alignzoo_run(["+hydra.job.env_set.LD_PRELOAD=/tmp/x.so"], capsys, monkeypatch)
+    assert code == 2
+    assert "alignzoo: error: hydra.job.env_set.LD_PRELOAD: configs may not set LD_PRELOAD" in err
+
+
+def test_a_log_file_must_be_a_log_file(capsys, monkeypatch):
+    code, err = alignzoo_run(["hydra.job_logging.handlers.file.filename=/home/me/.bashrc"], capsys, monkeypatch)
+    assert code == 2
+    assert ("alignzoo: error: hydra.job_logging.handlers.file.filename='/home/me/.bashrc': a log file's name must "
+            "end in .log") in err
+
+
+def test_the_allowlist_holds_objects_not_names():
+    from alignzoo.board.callback import BoardCallback
+    from alignzoo.safety import allowlist, locate_loaded, untrusted_targets
+
+    allow = allowlist()
+    assert locate_loaded("alignzoo.board.callback.BoardCallback") is BoardCallback
+    assert locate_loaded("alignzoo.cli.os.system") is os.system
+    assert id(BoardCallback) in allow.targets and id(os.system) not in allow.targets
+    hydra_plugins = "hydra._internal.core_plugins"
+    assert untrusted_targets({"hydra": {"sweeper": {"_target_": f"{hydra_plugins}.basic_sweeper.BasicSweeper"},
+                                        "launcher": {"_target_": f"{hydra_plugins}.basic_launcher.BasicLauncher"}}},
+                             allow=allow) == []
+    # a name under a trusted prefix that is not one of the plugin classes is still refused
+    assert untrusted_targets({"_target_": f"{hydra_plugins}.basic_launcher.run_job"}, allow=allow)
