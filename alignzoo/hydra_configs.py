@@ -11,7 +11,6 @@ instantiate rather than a copy of its rules. Resolution fills what Hydra fills o
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
@@ -125,11 +124,11 @@ JOB_NODES = ("hydra.job_logging", "hydra.job.env_set")
 
 
 def _resolved(cfg: Any, num: int, multirun: bool, required: tuple[str, ...]) -> dict[str, Any]:
-    """``cfg`` resolved as Hydra will see it when the job runs (its number, id and output directory filled)."""
+    """``cfg`` resolved as Hydra will see it when the job runs (its number, id and output directory filled in
+    ``cfg``, a config composed for the check alone)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict, read_write
 
-    cfg = copy.deepcopy(cfg)
     with read_write(cfg.hydra.job), open_dict(cfg.hydra.job):
         for key, value in (("num", num), ("id", str(num))):  # what the launcher sets
             if OmegaConf.is_missing(cfg.hydra.job, key):
