@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
@@ -90,6 +91,44 @@ def _hydra(ns: argparse.Namespace, config_path: Optional[str], config_name: Opti
                             anchor=SearchPathQuery(provider="schema"))
     return Hydra.create_main_hydra2(task_name=detect_task_name(calling_file, calling_module),
                                     config_search_path=search_path), config_name
+
+
+def _unloaded_package(path: str) -> Optional[str]:
+    """The package a ``pkg://`` search-path entry would import, when it is not loaded already (alignzoo's, Hydra's
+    and the plugins' are): reading configs from it would run its code, e.g. a module planted in the current
+    directory."""
+    if not path.startswith("pkg://"):
+        return None
+    top = path[len("pkg://"):].replace("/", ".").split(".")[0]
+    return top if top and top not in sys.modules else None
+
+
+def _vet_search_path(hydra: Any, config_name: Optional[str], overrides: list[str]) -> None:
+    """Refuse a ``pkg://`` entry that would import a package nobody loaded, before anything reads from it: the main
+    config path (``--config-path``), then ``hydra.searchpath`` from the command line or else from the primary config,
+    as Hydra picks it (``ConfigLoaderImpl._process_config_searchpath``)."""
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    fix = "use file://<folder> for a folder of configs, or install the package"
+    for element in hydra.config_loader.config_search_path.get_path():
+        if _unloaded_package(element.path):
+            raise ComposeError(f"the config search path entry {element.path} would import the package "
+                               f"{_unloaded_package(element.path)}, which runs its code; {fix}")
+    given = [o.value() for o in OverridesParser.create().parse_overrides(list(overrides))
+             if o.get_key_element() == "hydra.searchpath"]
+    searchpath = given[0] if given else None
+    if searchpath is None and config_name is not None:
+        try:
+            loaded = ConfigRepository(hydra.config_loader.config_search_path).load_config(config_name)
+            searchpath = OmegaConf.select(loaded.config, "hydra.searchpath") if loaded else None
+        except Exception:  # noqa: BLE001 - a primary config that does not load: composing it says why
+            searchpath = None
+    for path in searchpath if isinstance(searchpath, (list, tuple)) or OmegaConf.is_list(searchpath) else []:
+        if isinstance(path, str) and _unloaded_package(path):
+            raise ComposeError(f"hydra.searchpath: {path} would import the package {_unloaded_package(path)}, "
+                               f"which runs its code; {fix}")
 
 
 def _compose(hydra: Any, config_name: Optional[str], overrides: list[str], multirun: bool) -> Any:
@@ -221,6 +260,7 @@ def planned_configs(ns: argparse.Namespace, *, config_path: Optional[str], confi
     GlobalHydra.instance().clear()
     try:
         hydra, name = _hydra(ns, config_path, config_name, task_function)
+        _vet_search_path(hydra, name, ns.overrides)
         multirun, cfg = _is_multirun(hydra, name, ns)
         if not multirun:
             yield Planned(_resolved(cfg, 0, multirun=False, required=RUN_NODES))

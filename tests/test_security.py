@@ -119,6 +119,14 @@ WALK_AROUNDS = [
                {"experiment/evil.yaml": callback("pathlib.Path.mkdir", "MARKER")}),
     WalkAround("command-line-override", "hydra.callbacks.evil._target_='pathlib.Path.touch'",
                ["+hydra.callbacks.evil={_target_:pathlib.Path.touch,_args_:['MARKER']}"]),
+    # a config search path that imports a package to read configs from it
+    WalkAround("searchpath-package-import", "hydra.searchpath: pkg://MODULE would import the package MODULE",
+               ["hydra.searchpath=[pkg://MODULE]"], says="use file://<folder> for a folder of configs"),
+    WalkAround("primary-config-searchpath-import", "hydra.searchpath: pkg://MODULE would import",
+               ["-cp", "DIR", "-cn", "mine"], {"mine.yaml": "hydra:\n  searchpath: [pkg://MODULE]\n"}, tiny_job=False,
+               says="which runs its code"),
+    WalkAround("config-path-package-import", "the config search path entry pkg://MODULE would import",
+               ["--config-path", "pkg://MODULE"], tiny_job=False, says="which runs its code"),
     # route 3: values that only become a target when resolved
     WalkAround("oc-create", "hydra.callbacks.evil._target_='pathlib.Path.touch'", EXP,
                {"experiment/evil.yaml": f"{HEADER}hydra:\n  callbacks:\n    evil: "
