@@ -147,7 +147,7 @@ def _is_multirun(hydra: Any, config_name: Optional[str], ns: argparse.Namespace)
         return True, None
     try:
         cfg = _compose(hydra, config_name, ns.overrides, multirun=False)
-    except Exception:
+    except Exception:  # noqa: BLE001 - Hydra sweeps when a config says so, even with sweep overrides (get_mode)
         if hydra.get_mode(config_name=config_name, overrides=list(ns.overrides)) == RunMode.MULTIRUN:
             return True, None
         raise
