@@ -49,50 +49,63 @@ def check_output_dir(args: list[str]) -> list[str]:
     return [f"cannot create the output directory {target}: {existing} {why}; choose a writable one with {key}=<dir>"]
 
 
-def check_config_targets(args: list[str]) -> list[str]:
-    """Import paths that the config these arguments compose would make Hydra instantiate (callbacks, launcher,
-    sweeper, logging) and that are not alignzoo's or an installed Hydra plugin's, for every value of a sweep. Bad
-    flags or overrides are left to Hydra's own messages."""
-    from hydra import compose, initialize_config_module
+#: the primary config ``hydra.main`` is given (``--config-path`` / ``--config-name`` replace them, as in Hydra)
+CONFIG_PATH, CONFIG_NAME = "conf", "config"
+RERUN_REFUSED = ("--experimental-rerun: Hydra would unpickle that file, and alignzoo never unpickles what it reads; "
+                 "run the job again with its overrides instead (they are in <job dir>/.hydra/overrides.yaml)")
+
+
+def _hydra_flags(args: list[str]) -> Optional[argparse.Namespace]:
+    """Hydra's own parse of the command line; None when Hydra will refuse it (it says why, before composing)."""
+    import contextlib
+    import io
+
     from hydra._internal.utils import get_args_parser
-    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            return get_args_parser().parse_args(args)
+    except SystemExit:
+        return None
+
+
+def _command_line_keys(overrides: list[str]) -> set[str]:
+    """The keys the command line itself sets: what the user typed, as opposed to what a config file says."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    from alignzoo.config import untrusted_targets
 
     try:
-        ns, _ = get_args_parser().parse_known_args(args)
-        parsed = OverridesParser.create().parse_overrides(list(ns.overrides or []))
-        sweeps = {i: [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
-                  for i, o in enumerate(parsed) if o.is_sweep_override()}
-    except (SystemExit, Exception):  # noqa: BLE001 - Hydra reports bad flags and overrides itself
+        return {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides)) if not o.is_delete()}
+    except Exception:  # noqa: BLE001 - an override that does not parse: composing it fails and is refused
+        return set()
+
+
+def check_config_targets(args: list[str]) -> list[str]:
+    """Problems that would let the config these arguments compose run code: a ``_target_`` or logging factory that
+    is not on the exact allowlist, a code-loading ``hydra.job.env_set``, ``trust_remote_code`` that only a config
+    file asked for, Hydra's pickle-based ``--experimental-rerun``; checked on the resolved config of the run, or of
+    the sweep and every one of its jobs. A config that cannot be composed or resolved is one problem (fail closed)."""
+    from alignzoo import safety
+    from alignzoo.hydra_configs import ComposeError, planned_configs
+
+    ns = _hydra_flags(args)
+    if ns is None or ns.shell_completion:  # shell completion composes but never instantiates or configures logging
         return []
-    if ns.help or ns.hydra_help or ns.shell_completion:
-        return []
-    lines = [o.input_line for o in parsed]
-    extra_dir = f"file://{Path(ns.config_dir).absolute()}" if ns.config_dir else None
-    if extra_dir:
-        for i, line in enumerate(lines):
-            if line.startswith("hydra.searchpath=["):
-                lines[i] = f"hydra.searchpath=[{extra_dir}," + line.split("[", 1)[1]
-                break
-        else:
-            lines.append(f"hydra.searchpath=[{extra_dir}]")
-    base = [sweeps[i][0] if i in sweeps else line for i, line in enumerate(lines)]
-    variants = [base] + [base[:i] + [v] + base[i + 1:] for i, values in sweeps.items() for v in values[1:]]
+    if ns.experimental_rerun is not None:
+        return [RERUN_REFUSED]
+    allow, typed = safety.allowlist(), _command_line_keys(ns.overrides)
     problems: list[str] = []
+    seen: set[str] = set()
     try:
-        GlobalHydra.instance().clear()
-        with initialize_config_module(config_module="alignzoo.conf", version_base="1.3"):
-            for overrides in variants:
-                cfg = compose(ns.config_name or "config", overrides=overrides, return_hydra_config=True)
-                found = untrusted_targets(OmegaConf.to_container(cfg, resolve=False))
-                problems += [p for p in found if p not in problems]
-    except Exception:  # noqa: BLE001 - a config that does not compose: Hydra says why when it runs
-        pass
-    finally:
-        GlobalHydra.instance().clear()
+        for planned in planned_configs(ns, config_path=CONFIG_PATH, config_name=CONFIG_NAME,
+                                       task_function=_run_hydra_job):
+            c = planned.container
+            found = (safety.untrusted_targets(c, allow=allow) + safety.code_loading_env(c)
+                     + safety.unconfirmed_remote_code(c, typed))
+            problems += [p + (f" (in the sweep job {planned.job})" if planned.job else "") for p in found
+                         if p not in seen]
+            seen.update(found)
+    except ComposeError as exc:
+        problems.append(str(exc))
     return problems
 
 
@@ -118,14 +131,14 @@ def cmd_run(args: list[str]) -> int:
     searchpath = plugins.config_searchpath()
     if searchpath and not any(a.startswith("hydra.searchpath=") for a in args):
         args = [*args, "hydra.searchpath=[" + ",".join(searchpath) + "]"]
+    from alignzoo.distributed import hydra_overrides
+
+    args = [*args, *hydra_overrides(args)]  # under a launcher, ranks other than 0 write no .hydra/ and no log file
     problems = check_config_targets(args)  # before Hydra instantiates anything the config names
     if problems:
         for p in problems:
             print(f"alignzoo: error: {p}", file=sys.stderr)
         return 2
-    from alignzoo.distributed import hydra_overrides
-
-    args = [*args, *hydra_overrides(args)]  # under a launcher, ranks other than 0 write no .hydra/ and no log file
     sys.argv = ["alignzoo run", *args]
     _hydra_main()
     return 0
@@ -134,7 +147,7 @@ def cmd_run(args: list[str]) -> int:
 def _hydra_main() -> None:
     import hydra
 
-    @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+    @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
     def _job(cfg) -> Optional[float]:
         return _run_hydra_job(cfg)
 

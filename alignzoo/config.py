@@ -156,36 +156,9 @@ class AlignzooConfig:
     run: RunSettings = field(default_factory=RunSettings)
 
 
-#: import paths a composed config may name in ``_target_``, which Hydra instantiates under ``hydra.`` (launcher,
-#: sweeper, callbacks): alignzoo's own code and installed Hydra plugins. Components are chosen by registered name.
-TRUSTED_TARGETS = ("alignzoo.", "hydra_plugins.", "hydra._internal.core_plugins.")
-#: ... and in the logging configs Hydra hands to ``logging.config.dictConfig`` (``class``, ``()`` and ``ext://``)
-TRUSTED_LOGGING = ("logging.", "colorlog.", "alignzoo.", "ext://sys.stdout", "ext://sys.stderr")
-
-
-def untrusted_targets(node: Any, prefix: str = "") -> list[str]:
-    """Every import path in a config container (``OmegaConf.to_container(cfg, resolve=False)``) that is not
-    alignzoo's or an installed Hydra plugin's, with its full key and the fix: a config file someone downloaded must
-    not make Hydra (or logging) import and call arbitrary code."""
-    out: list[str] = []
-    in_logging = "job_logging" in prefix or "hydra_logging" in prefix
-    if isinstance(node, dict):
-        for k, v in node.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if k == "_target_" or (in_logging and k in ("class", "()")):
-                trusted = TRUSTED_TARGETS if k == "_target_" else TRUSTED_LOGGING
-                if not (isinstance(v, str) and "${" not in v and v.startswith(trusted)):
-                    out.append(f"{key}={v!r}: configs may not name import paths other than alignzoo's and installed "
-                               "Hydra plugins'; select components by name (e.g. algo=dpo), or package your code as "
-                               "an alignzoo plugin and register it")
-            elif in_logging and isinstance(v, str) and v.startswith("ext://") and not v.startswith(TRUSTED_LOGGING):
-                out.append(f"{key}={v!r}: logging configs may only refer to ext://sys.stdout or ext://sys.stderr")
-            else:
-                out += untrusted_targets(v, key)
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += untrusted_targets(v, f"{prefix}[{i}]")
-    return out
+# What a config may make Hydra import (an exact allowlist of objects, checked on the resolved config): see
+# alignzoo/safety.py; re-exported here, where it used to live.
+from alignzoo.safety import untrusted_targets  # noqa: E402,F401
 
 
 def store_schema() -> None:

@@ -26,7 +26,7 @@ from faultkit import (CKPT, Fault, _broken_dist, _checkpoint_write_fails, _damag
 # -- the catalogue -------------------------------------------------------------------------------------------------
 
 FAULTS = [
-    # config: one message per problem with its full key and the fix; Hydra's own parse errors exit 1
+    # config: one message per problem with its full key and the fix; a config Hydra cannot compose is one line too
     Fault("unknown-component", "config", ["algo=dpx"], 2, ("unknown algo 'dpx'", "Did you mean algo=dpo?")),
     Fault("unknown-component-in-list", "config", ["evaluator=[kl,lenght]"], 2,
           ("unknown evaluator 'lenght'", "Did you mean evaluator=length?")),
@@ -35,8 +35,8 @@ FAULTS = [
           ("train.optimizer must be one of adamw, adam, rmsprop, sgd (got 'adamx')",)),
     Fault("batch-not-divisible", "config", ["train.grad_accum=3"], 2,
           ("train.batch_size=8 must be divisible by grad_accum=3",)),
-    Fault("wrong-type", "config", ["train.steps=abc"], 1, ("train.steps", "could not be converted to Integer")),
-    Fault("unknown-key", "config", ["algo.betta=0.2"], 1, ("algo.betta", "Key 'betta' not in 'DPOConfig'")),
+    Fault("wrong-type", "config", ["train.steps=abc"], 2, ("train.steps", "could not be converted to Integer")),
+    Fault("unknown-key", "config", ["algo.betta=0.2"], 2, ("algo.betta", "Key 'betta' not in 'DPOConfig'")),
     Fault("negative-checkpoint-interval", "config", ["run.checkpoint_every=-1"], 2,
           ("run.checkpoint_every must be >= 0 (got -1)",)),
     Fault("negative-temperature", "config", ["eval.temperature=-1"], 2, ("eval.temperature must be >= 0",)),

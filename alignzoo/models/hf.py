@@ -1,7 +1,8 @@
 """``model=hf``: any Hugging Face causal LM, from a local directory or (when online) a Hub name.
 
 Both go through ``from_pretrained``; tests use a local directory. The tokenizer gets a pad token distinct from
-EOS when it has none.
+EOS when it has none. ``trust_remote_code`` is the only way a model's own Python runs; the CLI lets it through from
+a config file only when the user confirms it (alignzoo/safety.py), and the record notes what ran.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ class HFModelConfig:
     name: str = "hf"
     path: str = "???"  # a local model directory, or a Hub name (needs network)
     dtype: str = "float32"  # float32 | bfloat16 | float16 | auto
-    trust_remote_code: bool = False  # run code shipped with the model (only for models you trust)
+    # run code shipped with the model (only for models you trust); from a config file it also needs the command line
+    # (model.trust_remote_code=true) or ALIGNZOO_TRUST_REMOTE_CODE=1, and the record notes whether code ran
+    trust_remote_code: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)  # LoRA adapters for training (model.lora.r=8); r=0: off
 
     def problems(self) -> list[str]:
@@ -56,7 +59,18 @@ def build_hf(cfg: HFModelConfig, ctx: Any) -> Policy:
     resize_for_tokenizer(model, tokenizer)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.to(ctx.device).eval()
+    if cfg.trust_remote_code:
+        ctx.note(remote_code_note(cfg.path, model, tokenizer))
     return Policy(model, tokenizer, name=Path(path).name, info={"source": path})
+
+
+def remote_code_note(path: str, *loaded: Any) -> str:
+    """What the record says after ``trust_remote_code``: whether code shipped with the model ran, and which. The
+    classes transformers builds from a model's own files live in its ``transformers_modules`` package."""
+    modules = sorted({type(o).__module__ for o in loaded if type(o).__module__.startswith("transformers_modules")})
+    if modules:
+        return f"model.trust_remote_code=true: code shipped with {path} ran ({', '.join(modules)})"
+    return f"model.trust_remote_code=true: {path} ships no code of its own; transformers' own classes were used"
 
 
 # -- registration --------------------------------------------------------------------------------------------------
