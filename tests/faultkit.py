@@ -1,4 +1,5 @@
-"""The fault catalogue's kit (rows live in tests/test_faults*.py): bad inputs and faults across config, data, plugins, runtime and checkpoints, one row each.
+"""The fault catalogue's kit (the rows live in tests/test_faults*.py): bad inputs and faults across config, data,
+plugins, runtime and checkpoints, one row each.
 
 Every row runs ``alignzoo run ...`` in this process (the real CLI: plugin loading, Hydra, ``run_job``) and checks
 the exit code, one clear message on stderr that names the thing and the fix (never a Python traceback), and that
@@ -62,7 +63,7 @@ class Fault:
     id: str
     area: str  # config | data | plugins | runtime | checkpoints
     args: list[str] = field(default_factory=list)  # overrides after the tiny job's
-    exit: int = 2  # 2: the user's error; 1: a bug (traceback in the record) or Hydra's own parse error; 0: handled
+    exit: int = 2  # 2: the user's error (a config Hydra cannot compose too); 1: a bug (traceback in the record); 0: handled
     says: tuple[str, ...] = ()  # fragments of the one message on stderr
     setup: Optional[Callable[[Env], Optional[list[str]]]] = None  # may return more overrides
     check: Optional[Callable[[Env], None]] = None  # what must hold afterwards (records, checkpoints, notes)
