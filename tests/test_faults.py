@@ -124,11 +124,14 @@ def all_rows() -> list:
     return rows
 
 
-def test_the_catalogue_has_at_least_20_faults_across_every_area():
+def test_the_catalogue_has_at_least_60_faults_across_every_area():
     assert len(FAULTS) >= 20 and len({f.id for f in FAULTS}) == len(FAULTS)
     assert {f.area for f in FAULTS} == {"config", "data", "plugins", "runtime", "checkpoints"}
     rows = all_rows()
     assert len({r.id for r in rows}) == len(rows), "row ids must be unique across the catalogue"
+    assert len(rows) >= 60
+    prefixes = {r.id.split("-")[0] for r in rows}
+    assert {"config", "data", "plugins", "runtime", "cache", "board", "label", "checkpoint"} <= prefixes, prefixes
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
