@@ -156,7 +156,7 @@ def optimizer_step(stepper: Stepper, micro_losses: Iterable[MicroLoss], *, step:
     for micro in micro_losses:
         loss = micro.loss if micro.weight == 1.0 else micro.weight * micro.loss
         stepper.backward(loss / micro_batches)
-        for k, v in {"loss": loss, **micro.metrics}.items():
+        for k, v in {"loss": loss, **micro.metrics}.items():  # ``loss`` carries its weight already
             value = _float(v) if k == "loss" or micro.weight == 1.0 else micro.weight * _float(v)
             sums[k] = sums.get(k, 0.0) + value / micro_batches
     means = distributed.current().mean(sums)  # the global batch's means (a no-op in one process)
