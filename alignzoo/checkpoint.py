@@ -17,7 +17,7 @@ only a ``.tmp-*`` directory that is ignored and cleaned up. Only the last ``run.
 checkpoints are kept. A damaged checkpoint (a file missing, truncated or altered) or one written by a different
 config is never loaded: the run stops with a message that names it and the fix.
 
-A loop takes part in three lines (``training.supervised_loop`` and ``algos/ppo.run_online`` show how)::
+A loop takes part in three lines (``training.loop`` does it for every algorithm)::
 
     state = checkpoint.TrainingState(modules={"policy": model}, stepper=stepper, objects={"batches": batches})
     start = checkpoint.resume(ctx, state)          # 0, or the step the checkpoint was written at

@@ -1,11 +1,14 @@
-"""Training-loop basics every algorithm gets from the core: optimizer, LR schedule, gradient accumulation,
-gradient clipping, a finite-loss guard and evaluation every N steps. Plain functions, no trainer hierarchy."""
+"""The training loop every algorithm stands on, and its parts: optimizer, LR schedule, gradient accumulation,
+gradient clipping, a finite-loss guard, evaluation every N steps and checkpoints. Plain functions, no trainer
+hierarchy: an algorithm is a step function on ``loop`` (``supervised_loop`` for offline losses), and its
+optimizer steps go through ``optimizer_step`` (mixed precision, gradient scaling and the average over ranks in
+``Stepper``)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -119,44 +122,103 @@ class Stepper:
         return self.optimizer.param_groups[0]["lr"]
 
 
-def supervised_loop(ctx: Any, policy: Any, *, lr: float, batches: Iterator[Any],
-                    loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, torch.Tensor]]],
-                    params=None, desc: str = "train", modules: dict[str, torch.nn.Module] | None = None) -> None:
-    """The loop shared by offline algorithms (DPO, SFT, ...): ``train.steps`` optimizer steps, each from
-    ``train.grad_accum`` micro-batches; logs ``train/*`` every step and evaluates every ``train.eval_every``.
-    Checkpoints (``run.checkpoint_every``) hold the policy, the ``modules`` that own any other ``params``, the
-    optimizer, the schedule and the data position of ``batches`` (a ``checkpoint.Replay``, as
-    ``infinite_batches`` returns)."""
+@dataclass
+class MicroLoss:
+    """One micro-batch's part of an optimizer step: its loss (a mean over its rows or tokens), the metrics to log
+    (means, like the loss) and its ``weight`` in the mean over every micro-batch and rank (``token_weights`` for
+    token means; 1 for means over equal shards of rows). The loss that reaches ``backward`` is
+    ``weight * loss / micro_batches``."""
+
+    loss: torch.Tensor
+    metrics: dict[str, Any]
+    weight: float = 1.0
+
+
+def token_weights(masks: Sequence[torch.Tensor]) -> list[float]:
+    """Weights that turn token means over ``masks`` (this rank's micro-batches of one optimizer step) into the token
+    mean over all of them and every rank: ``world * n * t_m / T``, ``t_m`` the tokens of micro-batch ``m`` and ``T``
+    the total. Exactly ``[1.0]`` for one micro-batch in one process."""
+    engine = distributed.current()
+    local = [float(m.sum()) for m in masks]
+    if len(masks) == 1 and not engine.distributed:
+        return [1.0]
+    total = max(engine.sum(sum(local)), 1.0)
+    return [engine.world_size * len(masks) * t / total for t in local]
+
+
+def optimizer_step(stepper: Stepper, micro_losses: Iterable[MicroLoss], *, step: int,
+                   micro_batches: int = 1) -> dict[str, float]:
+    """One optimizer step from ``micro_batches`` micro-batch losses, each backpropagated as it comes (``micro_losses``
+    may be a generator, so only one micro-batch's graph is alive at a time): the means of ``loss`` and the metrics
+    over micro-batches and ranks, checked finite, then ``lr`` (this step's) and ``grad_norm`` (before clipping).
+    Gradient scaling, autocast and the average over ranks happen in ``Stepper``."""
+    sums: dict[str, float] = {}
+    for micro in micro_losses:
+        loss = micro.loss if micro.weight == 1.0 else micro.weight * micro.loss
+        stepper.backward(loss / micro_batches)
+        for k, v in {"loss": loss, **micro.metrics}.items():  # ``loss`` carries its weight already
+            value = _float(v) if k == "loss" or micro.weight == 1.0 else micro.weight * _float(v)
+            sums[k] = sums.get(k, 0.0) + value / micro_batches
+    means = distributed.current().mean(sums)  # the global batch's means (a no-op in one process)
+    check_finite({f"train/{k}": v for k, v in means.items()}, step)
+    means["lr"] = stepper.lr
+    means["grad_norm"] = stepper.step()
+    return means
+
+
+def _float(value: Any) -> float:
+    return float(value.detach()) if hasattr(value, "detach") else float(value)
+
+
+def loop(ctx: Any, state: Any, step_fn: Callable[[int], dict[str, float]], *, policy: Any, desc: str,
+         postfix: dict[str, str] | None = None) -> None:
+    """The training loop every algorithm runs on: resume from the job's last checkpoint, then ``train.steps``
+    optimizer iterations, each ``step_fn(step)`` (the algorithm's work for one step, returning its train metrics),
+    logged as ``train/*``, then an evaluation of ``policy`` every ``train.eval_every`` steps and a checkpoint of
+    ``state`` (a ``checkpoint.TrainingState``) every ``run.checkpoint_every``. ``policy.model`` is in training mode
+    during the loop (a step function may switch it, e.g. to sample) and in eval mode after it; ``postfix`` maps
+    metrics to the progress bar's formats."""
     from alignzoo import checkpoint
 
-    tc = ctx.train
-    engine = distributed.current()  # several processes: each takes its shard of every micro-batch
-    stepper = Stepper.create(params if params is not None else policy.model.parameters(), lr, tc)
-    state = checkpoint.TrainingState(modules={"policy": policy.model, **(modules or {})}, stepper=stepper,
-                                     objects={"batches": batches} if hasattr(batches, "state_dict") else {})
     start = checkpoint.resume(ctx, state)
     policy.model.train()
-    with ctx.progress(total=tc.steps, desc=desc) as bar:
+    with ctx.progress(total=ctx.train.steps, desc=desc) as bar:
         bar.update(start)
-        for step in range(start + 1, tc.steps + 1):
-            sums: dict[str, float] = {}
-            for _ in range(tc.grad_accum):
-                loss, metrics = loss_fn(engine.shard(next(batches), "train.batch_size / train.grad_accum"))
-                stepper.backward(loss / tc.grad_accum)
-                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) / tc.grad_accum
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) / tc.grad_accum
-            sums = engine.mean(sums)  # the global batch's means (a no-op in one process)
-            check_finite({f"train/{k}": v for k, v in sums.items()}, step)
-            logged = {f"train/{k}": v for k, v in sums.items()}
-            logged["train/lr"] = stepper.lr
-            logged["train/grad_norm"] = stepper.step()
+        for step in range(start + 1, ctx.train.steps + 1):
+            logged = {f"train/{k}": v for k, v in step_fn(step).items()}
+            check_finite(logged, step)
             ctx.log(logged, step)
             bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss']:.4f}")
+            if postfix:
+                bar.set_postfix({k: f"{logged[f'train/{k}']:{fmt}}" for k, fmt in postfix.items()})
             ctx.maybe_evaluate(policy, step)
             checkpoint.save_if_due(ctx, state, step)
     policy.model.eval()
+
+
+def supervised_loop(ctx: Any, policy: Any, *, lr: float, batches: Iterator[Any],
+                    loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, torch.Tensor]]],
+                    params=None, desc: str = "train", modules: dict[str, torch.nn.Module] | None = None) -> None:
+    """``loop`` for offline losses (DPO, KTO, ...): each step takes ``train.grad_accum`` micro-batches from
+    ``batches`` (each rank its shard of each) and ``loss_fn(micro_batch) -> (loss, metrics)`` gives their means.
+    Checkpoints hold the policy, the ``modules`` that own any other ``params``, the optimizer, the schedule and the
+    data position of ``batches`` (a ``checkpoint.Replay``, as ``infinite_batches`` returns)."""
+    from alignzoo import checkpoint
+
+    tc = ctx.train
+    engine = distributed.current()
+    stepper = Stepper.create(params if params is not None else policy.model.parameters(), lr, tc)
+    state = checkpoint.TrainingState(modules={"policy": policy.model, **(modules or {})}, stepper=stepper,
+                                     objects={"batches": batches} if hasattr(batches, "state_dict") else {})
+
+    def micro_losses() -> Iterator[MicroLoss]:
+        for _ in range(tc.grad_accum):
+            yield MicroLoss(*loss_fn(engine.shard(next(batches), "train.batch_size / train.grad_accum")))
+
+    def step_fn(step: int) -> dict[str, float]:
+        return optimizer_step(stepper, micro_losses(), step=step, micro_batches=tc.grad_accum)
+
+    loop(ctx, state, step_fn, policy=policy, desc=desc, postfix={"loss": ".4f"})
 
 
 def infinite_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:

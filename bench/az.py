@@ -1,6 +1,7 @@
-"""alignzoo's own step code under the benchmark's clock: ``dpo.train`` and ``ppo.run_online`` (PPO, A2C) exactly as
-a run calls them, on a real ``RunContext`` whose config is composed by Hydra like ``alignzoo run`` does; and the
-rollout engine (``rollout.generate``). The only addition is a timestamp each time the loop logs a step."""
+"""alignzoo's own step code under the benchmark's clock: ``dpo.train`` and ``ppo.train`` / ``a2c.train`` (PPO, A2C,
+on ``training.loop``) exactly as a run calls them, on a real ``RunContext`` whose config is composed by Hydra like
+``alignzoo run`` does; and the rollout engine (``rollout.generate``). The only addition is a timestamp each time the
+loop logs a step."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def dpo(steps: int, clock: StepClock, *, shapes: Shapes = SHAPES, batch: int | N
 
 def online(algo_name: str, steps: int, clock: StepClock, *, shapes: Shapes = SHAPES, epochs: int | None = None,
            device: str = "cpu", precision: str = "fp32") -> dict[str, Any]:
-    """``steps`` iterations of alignzoo's PPO or A2C (``algos.ppo.run_online``): sample 16 x 64 tokens with the
+    """``steps`` iterations of alignzoo's PPO or A2C (``ppo.train`` / ``a2c.train``): sample 16 x 64 tokens with the
     rollout engine, VADER score, policy/value and reference forwards, KL-shaped rewards, GAE, then the update."""
     from alignzoo.algos import a2c, ppo
     from alignzoo.rewards.rule import VaderConfig, VaderReward

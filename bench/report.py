@@ -23,9 +23,9 @@ DESCRIPTIONS = {
     "alignzoo_rollout": "alignzoo's rollout engine `rollout.generate` (KV cache, per-row EOS stop, per-token "
                         "log-probs)",
     "bare_kv_loop": "a plain KV-cache sampling loop (no EOS bookkeeping, no padding support)",
-    "alignzoo_ppo": "alignzoo PPO (`algos.ppo.run_online`: sample, VADER score, policy/value and reference "
-                    "forwards, KL-shaped rewards, GAE, one clipped update: epochs=1 to match GRPO's one step per "
-                    "batch)",
+    "alignzoo_ppo": "alignzoo PPO (`algos.ppo.train` on `training.loop`: sample, VADER score, policy/value and "
+                    "reference forwards, KL-shaped rewards, GAE, one clipped update: epochs=1 to match GRPO's one "
+                    "step per batch)",
     "alignzoo_ppo_4epochs": "alignzoo PPO with its default 4 epochs per batch (four updates per rollout batch)",
     "alignzoo_a2c": "alignzoo A2C (`algos.a2c`: the same experience, one unclipped update)",
     "trl_grpo": "TRL `GRPOTrainer` (4 prompts x 4 generations, num_iterations=1, beta 0.04)",
@@ -235,7 +235,8 @@ def render(results: dict[str, Any], *, source: Path | None = None) -> str:
         "## Where the time goes (profiling notes)",
         "",
         "From cProfile runs with a CPU-time clock on this machine while the targets were being met (alignzoo's "
-        "changes are in `alignzoo/rollout.py`, `alignzoo/algos/online.py`, `ppo.py`, `dpo.py`, `ops.py`; none changes "
+        "changes are in `alignzoo/rollout.py`, `alignzoo/algos/online.py` (now `alignzoo/experience.py`), `ppo.py`, "
+        "`dpo.py`, `ops.py`; none changes "
         "a loss or the sampled distribution):",
         "",
         "- `torch.multinomial` on a CPU draws an exponential variate for every vocabulary entry: about 2 ms per "

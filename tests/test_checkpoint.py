@@ -18,8 +18,8 @@ from alignzoo.record import read_record
 from alignzoo.testing import SMOKE_TASK, run_tiny
 
 
-def cli(args, cwd):
-    env = {**os.environ, "ALIGNZOO_PLUGINS": "", "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+def cli(args, cwd, plugins=""):
+    env = {**os.environ, "ALIGNZOO_PLUGINS": plugins, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     return subprocess.Popen([sys.executable, "-m", "alignzoo", "run", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -32,11 +32,17 @@ def logged_steps(job: Path) -> list[int]:
     return [line["step"] for line in lines if "train/loss" in line]
 
 
-def test_ppo_killed_with_sigkill_after_a_checkpoint_resumes_to_the_same_final_metrics(tmp_path, stage_cache):
+#: algorithm -> the plugins it needs: built-in loops and a plugin's loop (GRPO/RLOO) all stand on training.loop
+KILLED = {"ppo": "", "ilql": "", "grpo": "grpo", "rloo": "grpo"}
+
+
+@pytest.mark.parametrize("algo", sorted(KILLED))
+def test_killed_with_sigkill_after_a_checkpoint_resumes_to_the_same_final_metrics(algo, tmp_path, stage_cache):
     steps, every = 8, 2
-    args = [*SMOKE_TASK, "algo=ppo", f"train.steps={steps}", f"run.checkpoint_every={every}", "budget.eval_every=4",
-            "eval.num_prompts=16", f"run.cache_dir={stage_cache}"]
-    whole = cli([*args, f"hydra.run.dir={tmp_path / 'whole'}"], tmp_path)
+    args = [*SMOKE_TASK, f"algo={algo}", f"train.steps={steps}", f"run.checkpoint_every={every}",
+            "budget.eval_every=4", "eval.num_prompts=16", f"run.cache_dir={stage_cache}"]
+    plugins = KILLED[algo]
+    whole = cli([*args, f"hydra.run.dir={tmp_path / 'whole'}"], tmp_path, plugins)
     out, _ = whole.communicate(timeout=600)
     assert whole.returncode == 0, out
     want = read_record(tmp_path / "whole")
@@ -46,7 +52,7 @@ def test_ppo_killed_with_sigkill_after_a_checkpoint_resumes_to_the_same_final_me
     job = tmp_path / "job"
     rng = random.Random()
     k, pause = rng.randint(every, steps - 3), rng.uniform(0.0, 0.3)
-    killed = cli([*args, f"hydra.run.dir={job}"], tmp_path)
+    killed = cli([*args, f"hydra.run.dir={job}"], tmp_path, plugins)
     deadline = time.time() + 600
     while killed.poll() is None and time.time() < deadline and not (
             any((job / "checkpoints").glob("step-*")) and logged_steps(job) and logged_steps(job)[-1] >= k):
@@ -61,14 +67,14 @@ def test_ppo_killed_with_sigkill_after_a_checkpoint_resumes_to_the_same_final_me
     left = sorted(p.name for p in (job / "checkpoints").glob("step-*"))
     assert left, "no complete checkpoint survived the kill"
 
-    again = cli([*args, f"hydra.run.dir={job}"], tmp_path)
+    again = cli([*args, f"hydra.run.dir={job}"], tmp_path, plugins)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     got = read_record(job)
     resumed = [n for n in got.notes if n.startswith("resumed from checkpoint")]
     newest = left[-1]
     assert len(resumed) == 1 and f"{newest} at step {int(newest[5:])} of {steps}" in resumed[0], (k, pause, got.notes)
-    assert got.status == "ok"
+    assert got.status == "ok" and got.algo == algo
     assert got.metrics == want.metrics, f"killed after step {k} + {pause:.2f}s: metrics differ"
     assert got.history == want.history and [h["step"] for h in got.history] == [0, 4, 8]
     assert got.tokens == want.tokens

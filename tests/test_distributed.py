@@ -1,5 +1,6 @@
-"""Scale-out: two gloo processes train DPO and PPO with the same global batch as one process, give the same loss
-trajectory, and only rank 0 writes; sharded sampling, the launcher plumbing and the precision knob."""
+"""Scale-out: two gloo processes train DPO, PPO, ILQL and GRPO (a plugin's loop) with the same global batch as one
+process, give the same loss trajectory, and only rank 0 writes; sharded sampling, the launcher plumbing and the
+precision knob."""
 
 import json
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from alignzoo import distributed
+from alignzoo import distributed, plugins
 from alignzoo import rollout as ro
 from alignzoo.distributed import Engine, RowShard
 from alignzoo.errors import AlignzooError
@@ -19,10 +20,14 @@ from alignzoo.testing import TINY_OVERRIDES, run_tiny
 
 CONF = Path(distributed.__file__).parent / "conf" / "accelerate"
 COMMON = ["train.steps=3", "train.batch_size=8", "evaluator=[kl]"]
-#: algorithm -> (extra overrides, launcher): DPO through `accelerate launch` with the CPU preset, PPO through torchrun
+#: algorithm -> (extra overrides, launcher, plugins): DPO through `accelerate launch` with the CPU preset, the others
+#: through torchrun; ILQL and GRPO with gradient accumulation too (token means over micro-batches and ranks). GRPO
+#: is scored by length: VADER gives a whole group of the tiny model's completions one score (zero advantages)
 CASES = {
-    "dpo": (["algo=dpo", "train.grad_accum=2"], "accelerate"),
-    "ppo": (["algo=ppo", "reward=vader"], "torchrun"),
+    "dpo": (["algo=dpo", "train.grad_accum=2"], "accelerate", ""),
+    "ppo": (["algo=ppo", "reward=vader"], "torchrun", ""),
+    "ilql": (["algo=ilql", "reward=vader", "train.grad_accum=2"], "torchrun", ""),
+    "grpo": (["algo=grpo", "reward=length", "train.grad_accum=2"], "torchrun", "grpo"),
 }
 
 
@@ -32,14 +37,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(launcher: str, overrides: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _launch(launcher: str, overrides: list[str], cwd: Path, plugins: str = "") -> subprocess.CompletedProcess:
     port = str(_free_port())
     if launcher == "torchrun":
         head = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     else:
         head = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONF / "cpu.yaml"),
                 "--num_processes", "2", "--main_process_port", port]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "ALIGNZOO_PLUGINS": ""}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "ALIGNZOO_PLUGINS": plugins}
     return subprocess.run([*head, "-m", "alignzoo", "run", *overrides], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=540)
 
@@ -49,16 +54,23 @@ def _train_steps(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("algo", sorted(CASES))
-def test_two_gloo_processes_match_one_process_and_only_rank0_writes(tmp_path, preference_dataset, algo):
-    extra, launcher = CASES[algo]
+def test_two_gloo_processes_match_one_process_and_only_rank0_writes(tmp_path, preference_dataset, algo,
+                                                                    monkeypatch):
+    extra, launcher, plugin_names = CASES[algo]
     overrides = [*TINY_OVERRIDES, "task=hf_preferences", f"task.path={preference_dataset}", *COMMON, *extra,
                  f"run.cache_dir={tmp_path / 'cache'}"]
-    one = run_tiny(overrides, tmp_path / "one", tiny=False)
+    monkeypatch.setenv("ALIGNZOO_PLUGINS", plugin_names)
+    plugins.load(reload=True)
+    try:
+        one = run_tiny(overrides, tmp_path / "one", tiny=False)
+    finally:
+        monkeypatch.undo()
+        plugins.load(reload=True)
     assert one.status == "ok", one.error
 
     work = tmp_path / "two"
     work.mkdir()
-    proc = _launch(launcher, overrides, work)  # Hydra's default, time-stamped run directory under work/outputs
+    proc = _launch(launcher, overrides, work, plugin_names)  # Hydra's default, time-stamped run directory under work/outputs
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     runs = list((work / "outputs" / "runs").iterdir())

@@ -9,7 +9,7 @@ import torch
 
 from alignzoo import hookimpl, plugins
 from alignzoo.algos.best_of_n import analytic_kl
-from alignzoo.algos.ppo import AdaptiveKLController, policy_loss, value_loss
+from alignzoo.experience import AdaptiveKLController, policy_loss, value_loss
 from alignzoo.evaluators.overopt import overoptimization
 from alignzoo.ops import gae, masked_whiten
 from alignzoo.testing import run_tiny
@@ -111,7 +111,7 @@ def test_a2c_equals_ppo_with_one_epoch_one_minibatch_and_no_clipping():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from alignzoo import rollout as ro
-    from alignzoo.algos.online import ValueHead, policy_forward
+    from alignzoo.experience import ValueHead, policy_forward
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=30, n_positions=32, n_embd=16, n_layer=1, n_head=2,
@@ -221,15 +221,15 @@ def test_first_update_reuses_the_collection_forward_with_the_same_results(algo, 
                                                                           monkeypatch):
     """With one minibatch, collect runs the first optimizer step's forward (training mode, gradients, the step's
     row order) and the step reuses it: one policy forward fewer per iteration, the same training."""
-    from alignzoo.algos import online, ppo
+    from alignzoo import experience
 
     calls = []
-    forward = online.policy_forward
-    monkeypatch.setattr(online, "policy_forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    forward = experience.policy_forward
+    monkeypatch.setattr(experience, "policy_forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
     overrides = [*SMOKE, f"algo={algo}", *extra, f"run.cache_dir={smoke_cache}", "train.steps=4"]
     fused = run_tiny(overrides, tmp_path / "fused", tiny=False)
     fused_calls, calls[:] = len(calls), []
-    monkeypatch.setattr(ppo, "fuses_first_update", lambda *a: False)
+    monkeypatch.setattr(experience, "fuses_first_update", lambda *a: False)
     separate = run_tiny(overrides, tmp_path / "separate", tiny=False)
     epochs = 2 if algo == "ppo" else 1
     assert fused.status == separate.status == "ok"
@@ -242,10 +242,14 @@ def test_first_update_reuses_the_collection_forward_with_the_same_results(algo, 
 
 
 def test_first_update_fusion_needs_one_minibatch_and_no_dropout():
-    from alignzoo.algos.ppo import PPOConfig, fuses_first_update
+    from alignzoo.algos.a2c import A2CConfig
+    from alignzoo.algos.ppo import PPOConfig
+    from alignzoo.experience import fuses_first_update
 
     plain, dropout = torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
     assert fuses_first_update(PPOConfig(), plain, None)
     assert not fuses_first_update(PPOConfig(minibatches=2), plain, None)
     assert not fuses_first_update(PPOConfig(), plain, dropout)  # e.g. a separate critic with dropout
     assert fuses_first_update(PPOConfig(), torch.nn.Sequential(torch.nn.Dropout(0.0)))
+    assert fuses_first_update(A2CConfig(), plain, None)  # A2C always takes the whole batch
+    assert not fuses_first_update(A2CConfig(), dropout)

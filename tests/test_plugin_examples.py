@@ -7,7 +7,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {"alignzoo", "alignzoo.errors", "alignzoo.ops", "alignzoo.rollout", "alignzoo.training", "alignzoo.record",
-          "alignzoo.registry", "alignzoo.models.base", "alignzoo.testing", "alignzoo.plugins"}
+          "alignzoo.registry", "alignzoo.models.base", "alignzoo.testing", "alignzoo.plugins",
+          "alignzoo.checkpoint", "alignzoo.distributed"}
 PLUGINS = sorted((ROOT / "plugins").glob("*/"))
 
 

@@ -171,7 +171,7 @@ def test_builtin_modules_are_the_component_modules_with_hooks_in_package_order()
     found = plugins.builtin_modules()
     assert {"alignzoo.algos.dpo", "alignzoo.algos.ppo", "alignzoo.tasks.sentiment", "alignzoo.critics.rule",
             "alignzoo.loggers.basic"} <= set(found)
-    helpers = {"alignzoo.algos.online", "alignzoo.rewards.losses", "alignzoo.rewards.scalar_model",
+    helpers = {"alignzoo.experience", "alignzoo.rewards.losses", "alignzoo.rewards.scalar_model",
                "alignzoo.models.base", "alignzoo.tasks.base"}  # no hooks: never registered, never imported here
     assert not helpers & set(found)
     assert found == sorted(found, key=lambda m: (plugins.BUILTIN_PACKAGES.index(m.rpartition(".")[0]), m))

@@ -1,6 +1,6 @@
-"""A2C for language models (RL4LMs; docs/algorithms.md#a2c): the same experience as PPO (rollout,
-reward-model score, per-token KL shaping, GAE / n-step returns), but exactly one optimizer step per batch on the
-whole batch, with no ratio or value clipping:
+"""A2C for language models (RL4LMs; docs/algorithms.md#a2c): the same experience as PPO (``alignzoo/experience.py``:
+rollout, reward-model score, per-token KL shaping, GAE / n-step returns), but exactly one optimizer step per batch
+on the whole batch, with no ratio or value clipping:
 
     L = -mean_t(A_t log pi(a_t | s_t)) + c_v * 1/2 mean_t (V_t - R_t)^2 - c_e * entropy
 
@@ -12,27 +12,59 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from alignzoo.algos.ppo import PPOConfig, run_online
+from alignzoo import distributed, experience
 from alignzoo.hookspecs import hookimpl
+from alignzoo.training import loop
+
+NO_CLIP = float("inf")  # the clipped surrogate and value loss with an infinite range are the plain ones
 
 
 @dataclass
-class A2CConfig(PPOConfig):
+class A2CConfig:
     name: str = "a2c"
-    epochs: int = 1  # A2C never reuses a batch
-    minibatches: int = 1
+    ONLINE = True  # class attribute (not a field): the reward-model quality gate applies
+    lr: float = 3e-4  # learning rate (tiny models; large ones want ~1e-6)
+    max_new_tokens: int = 20  # completion tokens sampled per prompt
+    temperature: float = 1.0  # sampling temperature; log-probs use logits / temperature
+    vf_coef: float = 0.1  # weight of the value loss
+    ent_coef: float = 0.0  # entropy bonus
+    gamma: float = 1.0
     lam: float = 1.0  # n-step / Monte-Carlo returns with a value baseline
+    whiten_advantages: bool = True
+    kl_estimator: str = "k1"  # per-token KL in the reward: k1 | k2 | k3
+    kl_coef: float = 0.05  # initial (or fixed) beta
+    adaptive_kl: bool = False  # Ziegler's controller: steer the sequence KL towards kl_target
+    kl_target: float = 6.0  # nats per sequence
+    kl_horizon: int = 64  # controller horizon in episodes (as PPO's)
+    missing_eos_penalty: float = 1.0  # subtracted from the score of a completion that never ends
+    value_model: str = "shared"  # shared (a head on the policy) | separate (a critic copied from the policy)
+    ptx_coef: float = 0.0  # weight of the SFT loss on demonstrations (0: off)
 
     def problems(self) -> list[str]:
-        out = super().problems()
-        if self.epochs != 1 or self.minibatches != 1:
-            out.append("A2C takes one step per batch: epochs and minibatches must be 1 (use algo=ppo otherwise)")
-        return out
+        return experience.problems(self)
 
 
 def train(cfg: A2CConfig, ctx: Any) -> Any:
     """Advantage actor-critic: one unclipped policy-gradient step per batch of experience."""
-    return run_online(cfg, ctx, clip=False)
+    policy = ctx.policy
+    learner = experience.ActorCritic.build(cfg, ctx, updates_per_iteration=1)
+
+    def step_fn(step: int) -> dict[str, float]:
+        batch = next(learner.prompts)
+        # one pass in a seeded row order, the order PPO's single pass takes: A2C's numbers stay PPO's with one epoch
+        orders = experience.update_orders(ctx.seed, step, len(distributed.current().shard(batch)), 1)
+        exp = learner.collect(ctx, cfg, batch, first_order=orders[0])
+        policy.model.train()
+        metrics = experience.rollout_metrics(exp, learner.controller.value)
+        metrics.update(experience.update(ctx, cfg, learner, exp, orders, step, minibatches=1, clip_range=NO_CLIP,
+                                         value_clip_range=NO_CLIP))
+        learner.controller.update(metrics["kl"], ctx.train.batch_size)
+        metrics["lr"] = learner.stepper.lr
+        policy.model.eval()
+        return metrics
+
+    loop(ctx, learner.state(ctx), step_fn, policy=policy, desc=cfg.name, postfix={"reward": ".3f", "kl": ".2f"})
+    return policy
 
 
 # -- registration --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from alignzoo import rollout as ro
-from alignzoo.algos import online
+from alignzoo import experience
 from alignzoo.hookspecs import hookimpl
 
 
@@ -56,7 +56,7 @@ def _concat(rollouts: list[ro.Rollout]) -> ro.Rollout:
 
 def train(cfg: BestOfNConfig, ctx: Any) -> Any:
     """Return the reference policy wrapped in a best-of-N sampler under the proxy reward."""
-    reward = online.reward_for(ctx)
+    reward = experience.reward_for(ctx)
     base = ctx.reference
 
     def sampler(prompts: list[str], *, max_new_tokens: int, temperature: float, batch_size: int, seed: int,

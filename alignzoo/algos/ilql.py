@@ -51,18 +51,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alignzoo import checkpoint
+from alignzoo import checkpoint, distributed
 from alignzoo.errors import AlignzooError
 from alignzoo.hookspecs import hookimpl
 from alignzoo.ops import masked_mean, pad_completions
 from alignzoo.rollout import filter_logits, forward
-from alignzoo.training import Stepper, check_finite, infinite_batches
+from alignzoo.training import MicroLoss, Stepper, infinite_batches, loop, optimizer_step, token_weights
 
 REWARD_SOURCES = ("auto", "reward", "gold")
 
@@ -339,42 +339,34 @@ def train(cfg: ILQLConfig, ctx: Any) -> Any:
     heads = ILQLHeads(policy.model.config.hidden_size, vocab, cfg.two_qs).to(policy.device)
     decoding = replace(policy, name=cfg.name, adjust_logits=ILQLDecoding(heads, beta=cfg.beta, top_k=cfg.top_k))
     stepper = Stepper.create([*policy.model.parameters(), *heads.parameters()], cfg.lr, tc)
-    micro = tc.batch_size // tc.grad_accum
-    batches = infinite_batches(len(examples), micro, ctx.seed)
+    batches = infinite_batches(len(examples), tc.batch_size // tc.grad_accum, ctx.seed)
     hp = dict(gamma=cfg.gamma, tau=cfg.tau, cql_scale=cfg.cql_scale, awac_scale=cfg.awac_scale,
               beta_awac=cfg.beta_awac)
+    engine = distributed.current()
+
+    def micro_losses() -> Iterator[MicroLoss]:
+        for _ in range(tc.grad_accum):  # each rank: its shard of the micro-batch's prompt groups
+            groups = engine.shard(next(batches), "train.batch_size / train.grad_accum")
+            batch = collate([ex for i in groups for ex in examples[i]], policy.pad_id, policy.device)
+            ctx.add_tokens(int(batch.attention_mask.sum()))
+            logits, _, hidden = forward(policy.model, batch.input_ids, batch.attention_mask, cache=False,
+                                        hidden=True)
+            qs, targets, values = heads(hidden)
+            loss, metrics = ilql_loss([q[:, :-1] for q in qs], [t[:, :-1] for t in targets], values,
+                                      logits[:, :-1].float(), batch.input_ids[:, 1:], batch.rewards, batch.mask,
+                                      **hp)
+            # token means: weighted by this rank's share of the micro-batch's tokens over the ranks
+            yield MicroLoss(loss, metrics, token_weights([batch.mask])[0])
+
+    def step_fn(step: int) -> dict[str, float]:
+        metrics = optimizer_step(stepper, micro_losses(), step=step, micro_batches=tc.grad_accum)
+        if step % cfg.steps_for_target_q_sync == 0:
+            heads.sync_target_q_heads(cfg.alpha)
+        return metrics
 
     state = checkpoint.TrainingState(modules={"policy": policy.model, "heads": heads}, stepper=stepper,
                                      objects={"batches": batches})
-    start = checkpoint.resume(ctx, state)
-    policy.model.train()
-    with ctx.progress(total=tc.steps, desc=cfg.name) as bar:
-        bar.update(start)
-        for step in range(start + 1, tc.steps + 1):
-            sums: dict[str, float] = {}
-            for _ in range(tc.grad_accum):
-                batch = collate([ex for i in next(batches) for ex in examples[i]], policy.pad_id, policy.device)
-                ctx.add_tokens(int(batch.attention_mask.sum()))
-                logits, _, hidden = forward(policy.model, batch.input_ids, batch.attention_mask, cache=False,
-                                            hidden=True)
-                qs, targets, values = heads(hidden)
-                loss, metrics = ilql_loss([q[:, :-1] for q in qs], [t[:, :-1] for t in targets], values,
-                                          logits[:, :-1].float(), batch.input_ids[:, 1:], batch.rewards,
-                                          batch.mask, **hp)
-                (loss / tc.grad_accum).backward()
-                for k, v in {"loss": loss.detach(), **metrics}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) / tc.grad_accum
-            logged = {f"train/{k}": v for k, v in sums.items()}
-            check_finite(logged, step)
-            logged["train/lr"] = stepper.lr
-            logged["train/grad_norm"] = stepper.step()
-            if step % cfg.steps_for_target_q_sync == 0:
-                heads.sync_target_q_heads(cfg.alpha)
-            ctx.log(logged, step)
-            bar.update(1)
-            ctx.maybe_evaluate(decoding, step)
-            checkpoint.save_if_due(ctx, state, step)
-    policy.model.eval()
+    loop(ctx, state, step_fn, policy=decoding, desc=cfg.name)
     return decoding
 
 

@@ -3,22 +3,24 @@
 Per step: ``train.batch_size / group_size`` prompts, ``group_size`` completions each (the shared rollout engine),
 scored by the run's reward model (a learned one by default: both are declared ONLINE); advantages from the group
 (GRPO: standardized within the group; RLOO: minus the mean of the other samples), one per sequence and broadcast to
-its tokens; loss = clipped policy surrogate + beta * k3 KL to the reference, masked token mean; ``epochs`` passes.
-Uses only alignzoo's public API.
+its tokens; loss = clipped policy surrogate + beta * k3 KL to the reference, masked token mean; ``epochs`` passes,
+one optimizer step each from ``train.grad_accum`` micro-batches. A step function on ``alignzoo.training.loop``, so
+it checkpoints, resumes and trains data-parallel like the built-in algorithms. Uses only alignzoo's public API.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
 
-from alignzoo import hookimpl
+from alignzoo import checkpoint, distributed, hookimpl
 from alignzoo import rollout as ro
+from alignzoo.errors import AlignzooError
 from alignzoo.ops import kl_penalty, masked_mean
-from alignzoo.training import Stepper, check_finite
+from alignzoo.training import MicroLoss, Stepper, loop, optimizer_step, token_weights
 
 __version__ = "0.1.0"
 
@@ -73,50 +75,110 @@ def group_loss(logprobs: Tensor, old_logprobs: Tensor, ref_logprobs: Tensor, adv
                   "clipfrac": masked_mean(((ratio - 1).abs() > clip_range).float(), mask).detach()}
 
 
-def train(cfg: GroupConfig, ctx: Any) -> Any:
-    """Online RL with a group baseline (GRPO or RLOO) against the run's reward model."""
-    policy, reference, reward = ctx.policy, ctx.reference, ctx.reward
-    prompts_per_step = max(1, ctx.train.batch_size // cfg.group_size)
-    prompts = ctx.task.train_prompts(policy)
-    order = torch.Generator().manual_seed(ctx.seed)
-    sampler = torch.Generator(device=policy.device).manual_seed(ctx.seed)
-    stepper = Stepper.create(policy.model.parameters(), cfg.lr, ctx.train, total_steps=ctx.train.steps * cfg.epochs)
+@dataclass
+class GroupBatch:
+    """One step's samples on this rank: the rollout, its old (sampling-time) and reference log-probs ``[B, N]`` and
+    one advantage per sequence ``[B]``."""
+    rollout: Any
+    old_logprobs: Tensor
+    ref_logprobs: Tensor
+    advantages: Tensor
+
+    def select(self, idx: Tensor) -> "GroupBatch":
+        return GroupBatch(self.rollout.select(idx), self.old_logprobs[idx], self.ref_logprobs[idx],
+                          self.advantages[idx])
+
+
+def micro_losses(model: Any, batch: GroupBatch, cfg: GroupConfig, micro_batches: int) -> Iterator[MicroLoss]:
+    """The batch's loss in ``micro_batches`` contiguous micro-batches of rows, each weighted by its share of the
+    tokens (over every rank too), so that accumulating them gives the gradient of the whole batch's token mean."""
+    parts = [batch] if micro_batches == 1 else [batch.select(i) for i in
+                                                torch.arange(len(batch.advantages)).chunk(micro_batches)]
+    weights = token_weights([p.rollout.completion_mask for p in parts])
+    for part, weight in zip(parts, weights):
+        logprobs = ro.completion_logprobs(model, part.rollout, temperature=cfg.temperature)
+        loss, metrics = group_loss(logprobs, part.old_logprobs, part.ref_logprobs, part.advantages,
+                                   part.rollout.completion_mask, clip_range=cfg.clip_range, beta=cfg.beta)
+        yield MicroLoss(loss, metrics, weight)
+
+
+def prompt_batches(prompts: list[str], per_step: int, seed: int) -> Iterator[list[str]]:
+    """Endless batches of ``per_step`` prompts in a seeded order, reshuffled when the rest would not fill one."""
+    order = torch.Generator().manual_seed(seed)
     perm, cursor = torch.randperm(len(prompts), generator=order), 0
-    with ctx.progress(total=ctx.train.steps, desc=cfg.name) as bar:
-        for step in range(1, ctx.train.steps + 1):
-            if cursor + prompts_per_step > len(prompts):
-                perm, cursor = torch.randperm(len(prompts), generator=order), 0
-            batch = [prompts[i] for i in perm[cursor:cursor + prompts_per_step].tolist()]
-            cursor += prompts_per_step
-            repeated = [p for p in batch for _ in range(cfg.group_size)]
-            encoded = [ids[-(policy.max_length - cfg.max_new_tokens):] for ids in policy.encode_prompts(repeated)]
-            policy.model.eval()
-            with torch.no_grad():
-                r = ro.generate(policy.model, encoded, eos_id=policy.eos_id, pad_id=policy.pad_id,
-                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, generator=sampler)
-                scores = reward.score(repeated, r.texts(policy.tokenizer), r.ended).float().to(policy.device)
-                adv = ADVANTAGES[cfg.baseline](scores.view(-1, cfg.group_size)).reshape(-1)
-                old = ro.completion_logprobs(policy.model, r, temperature=cfg.temperature)
-                ref = ro.completion_logprobs(reference.model, r, temperature=cfg.temperature)
-            ctx.add_tokens(int(r.attention_mask.sum()) * (2 + cfg.epochs))
-            policy.model.train()
-            sums: dict[str, float] = {}
-            for _ in range(cfg.epochs):
-                logprobs = ro.completion_logprobs(policy.model, r, temperature=cfg.temperature)
-                loss, m = group_loss(logprobs, old, ref, adv, r.completion_mask, clip_range=cfg.clip_range,
-                                     beta=cfg.beta)
-                check_finite({"train/loss": loss}, step)
-                loss.backward()
-                m["grad_norm"] = stepper.step()
-                for k, v in {"loss": loss.detach(), **m}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) / cfg.epochs
-            policy.model.eval()
-            metrics = {f"train/{k}": v for k, v in sums.items()}
-            metrics.update({"train/reward": float(scores.mean()), "train/length": float(r.lengths.float().mean()),
-                            "train/eos_share": float(r.ended.float().mean())})
-            ctx.log(metrics, step)
-            bar.update(1)
-            ctx.maybe_evaluate(policy, step)
+    while True:
+        if cursor + per_step > len(prompts):
+            perm, cursor = torch.randperm(len(prompts), generator=order), 0
+        yield [prompts[i] for i in perm[cursor:cursor + per_step].tolist()]
+        cursor += per_step
+
+
+def check_batch(cfg: GroupConfig, ctx: Any, rows: int) -> None:
+    """Stop before training when a step's ``rows`` completions do not split over the processes and then into
+    ``train.grad_accum`` micro-batches."""
+    world, accum = distributed.current().world_size, ctx.train.grad_accum
+    if rows % (world * accum):
+        raise AlignzooError(
+            f"algo={cfg.name}: a step samples {rows} completions (train.batch_size // algo.group_size prompts x "
+            f"algo.group_size={cfg.group_size}), which do not split into {world} process(es) x train.grad_accum="
+            f"{accum} micro-batches; make train.batch_size a multiple of algo.group_size x {world * accum}")
+
+
+def sample(cfg: GroupConfig, ctx: Any, prompts: list[str],
+           generator: torch.Generator) -> tuple[GroupBatch, Tensor]:
+    """``group_size`` completions per prompt (this rank's shard of them, sampled as one process would), scored;
+    advantages from each whole group (gathered over ranks), old and reference log-probs; and the scores."""
+    policy, engine = ctx.policy, distributed.current()
+    repeated = [p for p in prompts for _ in range(cfg.group_size)]
+    shard = engine.row_shard(len(repeated))
+    repeated = engine.shard(repeated)
+    encoded = [ids[-(policy.max_length - cfg.max_new_tokens):] for ids in policy.encode_prompts(repeated)]
+    policy.model.eval()
+    with torch.no_grad():
+        r = ro.generate(policy.model, encoded, eos_id=policy.eos_id, pad_id=policy.pad_id,
+                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, generator=generator,
+                        shard=shard)
+        scores = ctx.reward.score(repeated, r.texts(policy.tokenizer), r.ended).float().to(policy.device)
+        adv = ADVANTAGES[cfg.baseline](engine.gather_rows(scores).view(-1, cfg.group_size)).reshape(-1)
+        if shard is not None:
+            adv = adv[shard.rows]
+        old = ro.completion_logprobs(policy.model, r, temperature=cfg.temperature)
+        ref = ro.completion_logprobs(ctx.reference.model, r, temperature=cfg.temperature)
+    ctx.add_tokens(int(r.attention_mask.sum()) * (2 + cfg.epochs))
+    return GroupBatch(r, old, ref, adv), scores
+
+
+def train(cfg: GroupConfig, ctx: Any) -> Any:
+    """Online RL with a group baseline (GRPO or RLOO) against the run's reward model, on alignzoo's training loop
+    (checkpoints, data parallelism, mixed precision and ``train.grad_accum`` come from there)."""
+    policy, tc = ctx.policy, ctx.train
+    prompts_per_step = max(1, tc.batch_size // cfg.group_size)
+    check_batch(cfg, ctx, prompts_per_step * cfg.group_size)
+    train_prompts = ctx.task.train_prompts(policy)
+    prompts = checkpoint.Replay(lambda: prompt_batches(train_prompts, prompts_per_step, ctx.seed))
+    sampler = torch.Generator(device=policy.device).manual_seed(ctx.seed)
+    stepper = Stepper.create(policy.model.parameters(), cfg.lr, tc, total_steps=tc.steps * cfg.epochs)
+    gather = distributed.current().gather_rows
+
+    def step_fn(step: int) -> dict[str, float]:
+        batch, scores = sample(cfg, ctx, next(prompts), sampler)
+        policy.model.train()
+        sums: dict[str, float] = {}
+        for _ in range(cfg.epochs):
+            metrics = optimizer_step(stepper, micro_losses(policy.model, batch, cfg, tc.grad_accum), step=step,
+                                     micro_batches=tc.grad_accum)
+            del metrics["lr"]
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v / cfg.epochs
+        policy.model.eval()
+        r = batch.rollout
+        sums.update({"reward": float(gather(scores).mean()), "length": float(gather(r.lengths.float()).mean()),
+                     "eos_share": float(gather(r.ended.float()).mean())})
+        return sums
+
+    state = checkpoint.TrainingState(modules={"policy": policy.model}, stepper=stepper,
+                                     generators={"rollout": sampler}, objects={"prompts": prompts})
+    loop(ctx, state, step_fn, policy=policy, desc=cfg.name)
     return policy
 
 
