@@ -1,10 +1,20 @@
 """Group records into presets and aggregate each over seeds.
 
-A *track* is what a comparison holds fixed: task x model x budget; ranks and Pareto fronts are computed within one.
+A *track* is what a comparison holds fixed: task x model x budget; ranks, comparisons and Pareto fronts are computed
+within one.
 A *group* (one leaderboard row) is a track x algorithm preset: every run whose resolved config is the same once the
 seed and the settings that cannot change results (loggers, ``run.*``) are set aside. Its label is the algorithm's
 name plus the hyperparameters that differ between that algorithm's groups in the track (``dpo (beta=0.3)``), so a
 frontier sweep over ``algo.beta`` yields one row per beta.
+
+Ranks come from tests, never from the overlap of intervals (which rewards variance: a wide-interval row with a low
+mean would outrank narrow rows with higher means): two-sided Welch t-tests of ``RANK_METRIC`` over seeds between
+every pair of rows of a track, Holm-corrected over all those pairs at ``stats.ALPHA``. A row's rank is 1 + the rows
+significantly better than it, or than any row with a higher mean, whichever is more: rows not shown to differ share
+a rank, and a row never ranks above one with a higher mean (with 1 + its own count alone, a row too noisy for any
+test to separate would rank first). A row with one seed cannot be tested: only the rows above it in the mean order
+set its rank. Each row is also compared with the track's SFT row (``algo=sft``) and
+with the row above it (``stats.compare``: paired where the seeds match), each family Holm-corrected.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from alignzoo.board.stats import finite, summaries
+from alignzoo.board.stats import ALPHA, Comparison, compare, finite, holm, summaries, welch, within_range
 
 RANK_METRIC = "eval/gold_reward"  # what the board ranks by
 KL_METRIC = "eval/kl"  # the x axis of the frontier
@@ -26,6 +36,14 @@ CURVE_METRICS = ("eval/gold_reward", "eval/kl")  # learning curves kept per grou
 COST_FIELDS = {"cost/wall_time_s": "wall_time_s", "cost/tokens": "tokens", "cost/peak_memory_mb": "peak_memory_mb"}
 IGNORED_CONFIG = ("seed", "logger", "run")  # top-level config keys that do not define a preset
 MESSAGE_CHARS = 2000  # an error message is cut to this many characters in the board
+REFERENCE_ALGO = "sft"  # the reference row of a track: the starting policy every optimizer is compared with
+COLLAPSE_SDS = 2.0  # a seed has collapsed when its final gold is below the SFT row's mean minus this many of its sds
+RANK_RULE = (f"1 + the rows of the same task/model/budget significantly better in {RANK_METRIC} than this row or "
+             f"than a row with a higher mean (two-sided Welch t-tests over seeds between every pair of rows, Holm "
+             f"step-down over all pairs of the track, alpha {ALPHA}); rows not shown to differ share a rank, and no "
+             "row ranks above a row with a higher mean")
+COLLAPSE_RULE = (f"share of a row's seeds whose final {RANK_METRIC} is below the mean of its track's SFT row minus "
+                 f"{COLLAPSE_SDS:g} of its standard deviations (needs an SFT row with 2+ seeds)")
 
 
 @dataclass
@@ -37,9 +55,13 @@ class Group:
     label: str  # "dpo (beta=0.3)"
     config: dict[str, Any]  # the resolved config of one of its runs (seed of that run)
     runs: list[dict[str, Any]] = field(default_factory=list)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {mean, lo, hi, n}
-    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> [{step, mean, lo, hi, n}]
-    rank: Optional[int] = None  # Arena-style: 1 + groups of the track whose CI is entirely above this one's
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> stats.interval + clipped
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> [{step, mean, lo, hi, n, ...}]
+    rank: Optional[int] = None  # RANK_RULE: from Holm-corrected Welch tests, monotone in the mean
+    better: list[str] = field(default_factory=list)  # ids of the groups significantly better than this one
+    vs_sft: Optional[dict[str, Any]] = None  # gold minus the track's SFT row's (``_comparison``); None: no test
+    vs_above: Optional[dict[str, Any]] = None  # gold minus the row above's in the board's order
+    collapse: Optional[dict[str, Any]] = None  # {rate, collapsed, n, threshold} (COLLAPSE_RULE); None: no SFT row
     pareto: bool = False  # on the track's gold-reward-vs-KL Pareto front
     command: str = ""  # reproduces every run of the group
     repeats: list[dict[str, Any]] = field(default_factory=list)  # ok runs of a seed that ran again later (not counted)
@@ -83,6 +105,15 @@ class Group:
     def metric(self, name: str) -> dict[str, Any]:
         return self.metrics.get(name) or {"mean": None, "lo": None, "hi": None, "n": 0}
 
+    def per_seed(self, name: str = RANK_METRIC) -> dict[Any, float]:
+        """{seed: final value} of the counted runs; a run without a seed is keyed by its run id, so it never pairs."""
+        out: dict[Any, float] = {}
+        for r in self.ok:
+            v = (r.get("metrics") or {}).get(name)
+            if finite([v]):
+                out[r.get("seed") if r.get("seed") is not None else ("unseeded", r.get("run_id"))] = float(v)
+        return out
+
     def errors(self) -> list[dict[str, Any]]:
         return [error_summary(r) for r in self.failed]
 
@@ -90,7 +121,9 @@ class Group:
         return {
             "id": self.id, "rank": self.rank, "label": self.label, "algo": self.algo, "task": self.track[0],
             "model": self.track[1], "budget": self.track[2], "preset": self.preset, "n": len(self.ok),
-            "failed": len(self.failed), "seeds": self.seeds, "pareto": self.pareto, "metrics": self.metrics,
+            "failed": len(self.failed), "seeds": self.seeds, "pareto": self.pareto,
+            "significantly_better": self.better, "vs_sft": self.vs_sft, "vs_above": self.vs_above,
+            "collapse": self.collapse, "metrics": self.metrics,
             "curves": self.curves, "errors": self.errors(), "run_ids": [r.get("run_id") for r in self.runs],
             "repeated_runs_not_counted": [r.get("run_id") for r in self.repeats],
             "command": self.command, "config_file": f"configs/{self.id}.yaml", "config": self.config,
@@ -205,12 +238,24 @@ def group_records(records: list[dict[str, Any]]) -> list[Group]:
     _label(groups)
     for g in groups:
         _aggregate(g)
-    _rank(groups)
+    for members in _tracks(groups).values():
+        _rank(members)
+        _pareto(members)
     order = {t: i for i, t in enumerate(sorted({g.track for g in groups}))}
     groups.sort(key=lambda g: (order[g.track], g.rank if g.rank is not None else math.inf,
                                -(g.metric(RANK_METRIC)["mean"] or 0.0) if g.rank is not None else 0.0,
                                g.label, g.id))
+    for members in _tracks(groups).values():  # in the board's order: "the row above" is the one printed above
+        _compare_with_reference(members)
+        _compare_with_row_above(members)
     return groups
+
+
+def _tracks(groups: list[Group]) -> dict[tuple[str, str, str], list[Group]]:
+    tracks: dict[tuple[str, str, str], list[Group]] = defaultdict(list)
+    for g in groups:
+        tracks[g.track].append(g)
+    return tracks
 
 
 def _label(groups: list[Group]) -> None:
@@ -248,22 +293,75 @@ def _aggregate(g: Group) -> None:
                 if isinstance(point, dict) and finite([point.get("step")]) and finite([point.get(name)]):
                     curves[(name, point["step"])].append(float(point[name]))
     stats = summaries({**{("m", k): v for k, v in columns.items()}, **{("c", *k): v for k, v in curves.items()}})
-    g.metrics = {k: stats[("m", k)] for k in columns}
+    g.metrics = {k: within_range(stats[("m", k)], k) for k in columns}
     for (name, step) in sorted(curves, key=lambda c: (c[0], c[1])):
-        g.curves.setdefault(name, []).append({"step": step, **stats[("c", name, step)]})
+        g.curves.setdefault(name, []).append({"step": step, **within_range(stats[("c", name, step)], name)})
 
 
-def _rank(groups: list[Group]) -> None:
-    """Arena-style ranks per track (1 + groups whose CI lower bound is above this upper bound); Pareto fronts."""
-    tracks: dict[tuple[str, str, str], list[Group]] = defaultdict(list)
-    for g in groups:
-        tracks[g.track].append(g)
-    for members in tracks.values():
-        scored = [g for g in members if g.metric(RANK_METRIC)["mean"] is not None]
-        for g in scored:
-            hi = g.metric(RANK_METRIC)["hi"]
-            g.rank = 1 + sum(1 for o in scored if o is not g and o.metric(RANK_METRIC)["lo"] > hi)
-        points = [(g, g.metric(KL_METRIC)["mean"], g.metric(RANK_METRIC)["mean"]) for g in scored
-                  if g.metric(KL_METRIC)["mean"] is not None]
-        for g, kl, gold in points:
-            g.pareto = not any((k2 <= kl and r2 >= gold) and (k2 < kl or r2 > gold) for _, k2, r2 in points)
+def _rank(members: list[Group]) -> None:
+    """RANK_RULE within one track: Welch tests between every pair of scored rows, Holm over the pairs tested."""
+    scored = [g for g in members if g.metric(RANK_METRIC)["mean"] is not None]
+    values = {g.id: list(g.per_seed().values()) for g in scored}
+    tests = [(a, b, c) for i, a in enumerate(scored) for b in scored[i + 1:]
+             if (c := welch(values[a.id], values[b.id])) is not None]
+    for (a, b, c), p in zip(tests, holm([c.p for _, _, c in tests])):
+        if p <= ALPHA and c.diff != 0:
+            (b if c.diff > 0 else a).better.append((a if c.diff > 0 else b).id)
+    raw = {g.id: 1 + len(g.better) for g in scored}
+    for g in scored:  # a row never ranks above a row with a higher mean: a wide interval is no evidence of merit
+        mean = g.metric(RANK_METRIC)["mean"]
+        g.rank = max(raw[h.id] for h in scored if h.metric(RANK_METRIC)["mean"] >= mean)
+
+
+def _pareto(members: list[Group]) -> None:
+    """The track's gold-reward-vs-KL Pareto front on the rows' means."""
+    points = [(g, g.metric(KL_METRIC)["mean"], g.metric(RANK_METRIC)["mean"]) for g in members
+              if g.metric(KL_METRIC)["mean"] is not None and g.metric(RANK_METRIC)["mean"] is not None]
+    for g, kl, gold in points:
+        g.pareto = not any((k2 <= kl and r2 >= gold) and (k2 < kl or r2 > gold) for _, k2, r2 in points)
+
+
+def _comparison(c: Comparison, ref: Group, p_holm: float) -> dict[str, Any]:
+    """One comparison as the board publishes it: the difference of means with its (uncorrected) 95% interval, the
+    raw and the Holm-adjusted p, and whether the adjusted p is significant."""
+    return {"ref": ref.id, "ref_label": ref.label, "test": c.test, "diff": c.diff, "lo": c.lo, "hi": c.hi,
+            "n": c.n, "p": c.p, "p_holm": p_holm, "significant": p_holm <= ALPHA and c.diff != 0}
+
+
+def _publish(pairs: list[tuple[Group, Group, Comparison]], slot: str) -> None:
+    """Holm over one family of comparisons, then each into its row's ``slot`` (vs_sft or vs_above)."""
+    for (g, ref, c), p in zip(pairs, holm([c.p for _, _, c in pairs])):
+        setattr(g, slot, _comparison(c, ref, p))
+
+
+def reference_row(members: list[Group]) -> Optional[Group]:
+    """The track's SFT row (``algo=sft``) with gold values; of several, the one with the most seeds."""
+    refs = [g for g in members if g.algo == REFERENCE_ALGO and g.per_seed()]
+    return min(refs, key=lambda g: (-len(g.per_seed()), g.id), default=None)
+
+
+def _compare_with_reference(members: list[Group]) -> None:
+    """Every row's gold against the SFT row's (one Holm family per track), and the collapse rate (COLLAPSE_RULE)."""
+    ref = reference_row(members)
+    if ref is None:
+        return
+    base = ref.per_seed()
+    pairs = [(g, ref, c) for g in members if g is not ref and (c := compare(g.per_seed(), base)) is not None]
+    _publish(pairs, "vs_sft")
+    stat = ref.metric(RANK_METRIC)
+    if stat["n"] < 2:
+        return
+    threshold = stat["mean"] - COLLAPSE_SDS * stat["sd"]
+    for g in members:
+        seeds = list(g.per_seed().values())
+        if seeds:
+            k = sum(1 for v in seeds if v < threshold)
+            g.collapse = {"rate": k / len(seeds), "collapsed": k, "n": len(seeds), "threshold": threshold}
+
+
+def _compare_with_row_above(members: list[Group]) -> None:
+    """Every ranked row's gold against the ranked row printed above it (one Holm family per track)."""
+    ranked = [g for g in members if g.rank is not None]
+    pairs = [(g, above, c) for above, g in zip(ranked, ranked[1:])
+             if (c := compare(g.per_seed(), above.per_seed())) is not None]
+    _publish(pairs, "vs_above")
