@@ -2,8 +2,9 @@
 
 Runs every registered optimizer that fits the task plus the SFT reference row, x 3 seeds at ``budget=quick``
 (one Hydra multirun, so stages are built once and shared), then prints the board's own ranked table of the sweep's
-records (``alignzoo/board``: mean over seeds with its percentile-bootstrap interval, ranks, Pareto stars), row for
-row what the sweep's board callback writes into ``<out>/board/LEADERBOARD.md``: one set of statistics, not two.
+records (``alignzoo/board``: mean over seeds with its Student-t or BCa interval, ranks from Holm-corrected tests,
+comparisons with the SFT row, Pareto stars), row for row what the sweep's board callback writes into
+``<out>/board/LEADERBOARD.md``: one set of statistics, not two.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alignzoo.board import stats
 from alignzoo.board.aggregate import group_records
 from alignzoo.board.collect import collect
+from alignzoo.board.tables import legend as board_legend
 from alignzoo.board.tables import track_table, track_title
 from alignzoo.errors import AlignzooError
 
@@ -39,9 +40,8 @@ def results_table(records: list[dict[str, Any]]) -> str:
 
 
 def legend() -> str:
-    """How to read the table, from the board's own constants."""
-    return (f"Mean over seeds [{stats.LEVEL:.0%} percentile-bootstrap CI, {stats.RESAMPLES} resamples] (one seed: the "
-            "mean alone);\nrank = 1 + rows whose CI lies entirely above; ★ on the gold-reward-vs-KL Pareto front.")
+    """How to read the table: the board's own legend (the lines LEADERBOARD.md and the page print)."""
+    return "\n".join([*board_legend(), "★ on the gold-reward-vs-KL Pareto front."])
 
 
 def main(args: list[str]) -> int:
@@ -70,7 +70,7 @@ def main(args: list[str]) -> int:
     except AlignzooError as exc:
         print(f"alignzoo demo: no results to show: {exc}", file=sys.stderr)
         return code or 1
-    print(f"\nResults at budget={ns.budget}. {legend()}\n")
+    print(f"\nResults at budget={ns.budget}.\n{legend()}\n")
     print(results_table(records))
     print(f"\nRecords: {out}/*/record.json")
     if (out / "board" / "index.html").is_file():

@@ -1,4 +1,4 @@
-"""The leaderboard: CIs against an independent computation, counts, escaping, sweeps that end in a board (one job
+"""The leaderboard: CIs and ranks against an independent computation (scipy), counts, escaping, sweeps that end in a board (one job
 failing, joblib in parallel), 1,000 records in seconds, and the page in a real browser."""
 
 import csv
@@ -15,17 +15,16 @@ import numpy as np
 import pytest
 
 from alignzoo.board import build_board
-from alignzoo.board.stats import bootstrap_ci
 from alignzoo.testing import TINY_OVERRIDES, make_preference_dataset
 
 XSS = "<script>alert(1)</script>"
 
 
-def independent_ci(values, resamples=2000, seed=0):
-    """The documented recipe, written out with numpy alone."""
+def independent_ci(values):
+    """The mean and its 95% Student-t interval (the board's interval below 10 seeds), by scipy."""
+    scipy_stats = pytest.importorskip("scipy.stats")
     x = np.asarray(values, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))
-    lo, hi = np.percentile(x[idx].mean(axis=1), [2.5, 97.5])
+    lo, hi = scipy_stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=scipy_stats.sem(x))
     return x.mean(), lo, hi
 
 
@@ -80,27 +79,6 @@ def small_board(tmp_path_factory):
     return board, json.loads((out / "leaderboard.json").read_text())
 
 
-def test_bootstrap_matches_independent_numpy():
-    for values in (GOLD_A, [1.5, -2.0, 0.25, 8.0, 3.0], list(np.linspace(0, 1, 17))):
-        mean, lo, hi, n = bootstrap_ci(values)
-        assert n == len(values)
-        assert (mean, lo, hi) == pytest.approx(independent_ci(values), abs=1e-12)
-        assert lo <= mean <= hi
-    assert bootstrap_ci([0.7]) == (0.7, 0.7, 0.7, 1)  # n = 1: a degenerate interval
-    mean, lo, hi, n = bootstrap_ci([])
-    assert n == 0 and np.isnan(mean)
-
-
-def test_bootstrap_agrees_with_scipy_within_monte_carlo_error():
-    scipy_stats = pytest.importorskip("scipy.stats")
-    x = np.array([1.5, -2.0, 0.25, 8.0, 3.0, 2.2, 0.9, 4.1])
-    res = scipy_stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", random_state=1)
-    _, lo, hi, _ = bootstrap_ci(x)
-    spread = x.std() / np.sqrt(len(x))
-    assert lo == pytest.approx(res.confidence_interval.low, abs=0.3 * spread)  # ~5 Monte-Carlo standard errors of a 2000-resample tail
-    assert hi == pytest.approx(res.confidence_interval.high, abs=0.3 * spread)  # ~5 Monte-Carlo standard errors of a 2000-resample tail
-
-
 def test_groups_ci_n_and_failed_counts(small_board):
     _, data = small_board
     groups = {g["label"]: g for g in data["groups"]}
@@ -116,8 +94,12 @@ def test_groups_ci_n_and_failed_counts(small_board):
         assert stat["n"] == len(values)
         assert (stat["mean"], stat["lo"], stat["hi"]) == pytest.approx(independent_ci(values), abs=1e-12)
     assert a["metrics"]["eval/kl"]["mean"] == pytest.approx(3.0) and a["metrics"]["cost/wall_time_s"]["n"] == 3
+    assert a["metrics"]["eval/gold_reward"]["median"] == pytest.approx(0.27)
+    assert a["metrics"]["eval/gold_reward"]["method"] == "t" and not a["metrics"]["eval/gold_reward"]["clipped"]
     s = sft["metrics"]["eval/gold_reward"]
-    assert s["lo"] == s["hi"] == s["mean"] == -0.05 and s["n"] == 1
+    assert (s["mean"], s["lo"], s["hi"], s["n"], s["method"]) == (-0.05, None, None, 1, None)  # one seed: no interval
+    kl = a["metrics"]["eval/kl"]  # KL 2, 3, 4 nats: a t-interval inside [0, inf), not clipped
+    assert (kl["lo"], kl["hi"]) == pytest.approx(independent_ci([2.0, 3.0, 4.0])[1:], abs=1e-12)
     assert a["errors"] == [{"run_id": "a3", "algo": "dpo", "seed": 3, "type": "RuntimeError",
                             "message": "loss is NaN at step 7", "user_error": None, "source": a["errors"][0]["source"]}]
     assert [f["run_id"] for f in data["failed_runs"]] == ["a3"]
@@ -125,16 +107,24 @@ def test_groups_ci_n_and_failed_counts(small_board):
     assert [p["step"] for p in curve] == [0, 10] and curve[1]["mean"] == pytest.approx(np.mean(GOLD_A))
 
 
-def test_ranks_share_places_when_cis_overlap(small_board):
+def test_ranks_come_from_holm_corrected_welch_tests(small_board):
+    """One testable pair (the SFT row has one seed): Welch p = 0.049 by scipy, so beta=0.1 is significantly better
+    than beta=0.3; the one-seed SFT row is never tested, and ranks below the rows with higher means."""
+    scipy_stats = pytest.importorskip("scipy.stats")
     _, data = small_board
-    groups = data["groups"]
-    for g in groups:  # Arena-style, recomputed from the published intervals
-        gold = g["metrics"]["eval/gold_reward"]
-        above = sum(1 for o in groups if o is not g and o["metrics"]["eval/gold_reward"]["lo"] > gold["hi"])
-        assert g["rank"] == 1 + above
-    ranks = {g["label"]: g["rank"] for g in groups}
-    assert ranks == {"dpo (beta=0.1)": 1, "dpo (beta=0.3)": 2, "sft": 3}
-    assert [g["label"] for g in groups][0] == "dpo (beta=0.1)"
+    groups = {g["label"]: g for g in data["groups"]}
+    a, b, sft = groups["dpo (beta=0.1)"], groups["dpo (beta=0.3)"], groups["sft"]
+    p = scipy_stats.ttest_ind(GOLD_A, GOLD_B, equal_var=False).pvalue
+    assert p == pytest.approx(0.0491, abs=1e-4)  # < 0.05 and the only test of the family: Holm leaves it
+    assert {k: g["rank"] for k, g in groups.items()} == {"dpo (beta=0.1)": 1, "dpo (beta=0.3)": 2, "sft": 2}
+    assert (a["significantly_better"], b["significantly_better"], sft["significantly_better"]) == ([], [a["id"]], [])
+    assert [g["label"] for g in data["groups"]] == ["dpo (beta=0.1)", "dpo (beta=0.3)", "sft"]
+    above = b["vs_above"]  # seeds 0, 1 against 0, 1, 2: not the same seeds, so Welch
+    assert (above["ref"], above["test"], above["n"]) == (a["id"], "Welch t", 2)
+    assert (above["diff"], above["p"], above["p_holm"]) == pytest.approx((np.mean(GOLD_B) - np.mean(GOLD_A), p, p))
+    assert above["significant"] and a["vs_above"] is None and sft["vs_above"] is None  # n = 1: no test
+    assert sft["reference"] and a["vs_sft"] is None and sft["collapse"] is None  # one SFT seed: no sd, no threshold
+    assert "Holm" in data["rank"] and "Welch" in data["rank"] and "BCa" in data["ci"]["method"]
 
 
 def test_files_and_reproduce_commands(small_board):

@@ -45,12 +45,17 @@ def test_demo_table_is_the_boards_markdown_table(tmp_path):
     assert _table_lines(table) == _table_lines(board_md.split("## Reproduce")[0])
     lines = _table_lines(table)
     assert lines[0] == ("| Rank | Algorithm | n | Gold reward | Gain over SFT | KL (nats) | Win rate | Length | "
-                        "Wall time (s) | Failed |")
+                        "Wall time (s) | Gold vs SFT row [CI], p_holm | Gold vs row above [CI], p_holm | Collapsed | "
+                        "Failed |")
     assert [line.split(" | ")[1] for line in lines[2:]] == ["dpo ★", "ppo ★", "sft ★"]  # by mean gold reward
-    assert lines[2].startswith("| 1 | dpo ★ | 3 | 0.250 [")  # mean of 0.30, 0.20, 0.25 with its interval
-    assert lines[3].endswith(" | 1 |")  # ppo's failed seed
-    # one seed: the mean alone; rank 3: both other CIs lie above it
-    assert lines[4].startswith("| 3 | sft ★ | 1 | -0.050 | n/a | 0.00 |")
+    # mean of 0.30, 0.20, 0.25 with its Student-t interval (0.25 -+ 4.303 * 0.05 / sqrt 3)
+    assert lines[2].startswith("| 1 | dpo ★ | 3 | 0.250 [0.126, 0.374] |")
+    # ppo (seeds 0, 1) against dpo (seeds 0, 1, 2): the seeds differ, so Welch; no test separates them: rank 1 too
+    assert lines[3].startswith("| 1 | ppo ★ | 2 |")
+    assert lines[3].endswith(" | – | -0.050 [-0.995, +0.895] p_holm=0.705 Welch | – | 1 |")  # ppo's failed seed
+    # one seed: the mean alone, marked n=1 and never tested (so no row is shown to be better: rank 1 as well)
+    assert lines[4].startswith("| 1 | sft ★ | 1 | -0.050 (n=1) | n/a | 0.00 (n=1) |")
+    assert lines[4].endswith(" | ref | – | – | 0 |")
     assert table.splitlines()[0] == "task=sentiment · model=tiny · budget=quick"
 
 
@@ -68,7 +73,9 @@ def test_demo_prints_the_table_of_its_sweep(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     expected = demo.results_table([json.loads(p.read_text()) for p in sorted(out.rglob("record.json"))])
     assert _table_lines(printed) == _table_lines(expected)
-    assert "Results at budget=smoke. Mean over seeds [95% percentile-bootstrap CI, 2000 resamples]" in printed
+    assert ("Results at budget=smoke.\nMean over seeds with a 95% Student-t interval (n < 10) or BCa bootstrap "
+            "interval (n ≥ 10; 2000 resamples, seed 0)") in printed
+    assert "(two-sided Welch t-tests over seeds between every pair of rows of the track, Holm-corrected" in printed
     assert f"Records: {out}/*/record.json" in printed
     assert "W&B" not in printed
 

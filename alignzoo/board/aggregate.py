@@ -28,6 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from alignzoo.board import stats
 from alignzoo.board.stats import ALPHA, Comparison, compare, finite, holm, summaries, welch, within_range
 
 RANK_METRIC = "eval/gold_reward"  # what the board ranks by
@@ -42,6 +43,10 @@ RANK_RULE = (f"1 + the rows of the same task/model/budget significantly better i
              f"than a row with a higher mean (two-sided Welch t-tests over seeds between every pair of rows, Holm "
              f"step-down over all pairs of the track, alpha {ALPHA}); rows not shown to differ share a rank, and no "
              "row ranks above a row with a higher mean")
+COMPARISON_RULE = (f"vs_sft / vs_above: {RANK_METRIC} of the row minus that of the track's SFT row / of the row "
+                   "above it: the difference of means with its uncorrected 95% interval, p and the Holm-adjusted "
+                   "p_holm of its family (each column of a track); a paired t-test on the per-seed differences "
+                   "where both rows hold the same seeds, else Welch")
 COLLAPSE_RULE = (f"share of a row's seeds whose final {RANK_METRIC} is below the mean of its track's SFT row minus "
                  f"{COLLAPSE_SDS:g} of its standard deviations (needs an SFT row with 2+ seeds)")
 
@@ -62,6 +67,7 @@ class Group:
     vs_sft: Optional[dict[str, Any]] = None  # gold minus the track's SFT row's (``_comparison``); None: no test
     vs_above: Optional[dict[str, Any]] = None  # gold minus the row above's in the board's order
     collapse: Optional[dict[str, Any]] = None  # {rate, collapsed, n, threshold} (COLLAPSE_RULE); None: no SFT row
+    reference: bool = False  # the track's SFT row, which the vs_sft comparisons are against
     pareto: bool = False  # on the track's gold-reward-vs-KL Pareto front
     command: str = ""  # reproduces every run of the group
     repeats: list[dict[str, Any]] = field(default_factory=list)  # ok runs of a seed that ran again later (not counted)
@@ -122,7 +128,7 @@ class Group:
             "id": self.id, "rank": self.rank, "label": self.label, "algo": self.algo, "task": self.track[0],
             "model": self.track[1], "budget": self.track[2], "preset": self.preset, "n": len(self.ok),
             "failed": len(self.failed), "seeds": self.seeds, "pareto": self.pareto,
-            "significantly_better": self.better, "vs_sft": self.vs_sft, "vs_above": self.vs_above,
+            "reference": self.reference, "significantly_better": self.better, "vs_sft": self.vs_sft, "vs_above": self.vs_above,
             "collapse": self.collapse, "metrics": self.metrics,
             "curves": self.curves, "errors": self.errors(), "run_ids": [r.get("run_id") for r in self.runs],
             "repeated_runs_not_counted": [r.get("run_id") for r in self.repeats],
@@ -251,6 +257,14 @@ def group_records(records: list[dict[str, Any]]) -> list[Group]:
     return groups
 
 
+def protocol() -> dict[str, Any]:
+    """How the board's numbers were computed, as ``leaderboard.json`` states it."""
+    ranges = {pattern: [lo, hi] for pattern, lo, hi in stats.METRIC_RANGES}
+    return {"ci": {"method": stats.INTERVAL_METHOD, "level": stats.LEVEL, "resamples": stats.RESAMPLES,
+                   "seed": stats.SEED, "bca_from_n": stats.BCA_FROM_N, "ranges": ranges},
+            "rank": RANK_RULE, "comparisons": COMPARISON_RULE, "collapse": COLLAPSE_RULE}
+
+
 def _tracks(groups: list[Group]) -> dict[tuple[str, str, str], list[Group]]:
     tracks: dict[tuple[str, str, str], list[Group]] = defaultdict(list)
     for g in groups:
@@ -292,10 +306,10 @@ def _aggregate(g: Group) -> None:
             for point in r.get("history") or []:
                 if isinstance(point, dict) and finite([point.get("step")]) and finite([point.get(name)]):
                     curves[(name, point["step"])].append(float(point[name]))
-    stats = summaries({**{("m", k): v for k, v in columns.items()}, **{("c", *k): v for k, v in curves.items()}})
-    g.metrics = {k: within_range(stats[("m", k)], k) for k in columns}
+    computed = summaries({**{("m", k): v for k, v in columns.items()}, **{("c", *k): v for k, v in curves.items()}})
+    g.metrics = {k: within_range(computed[("m", k)], k) for k in columns}
     for (name, step) in sorted(curves, key=lambda c: (c[0], c[1])):
-        g.curves.setdefault(name, []).append({"step": step, **within_range(stats[("c", name, step)], name)})
+        g.curves.setdefault(name, []).append({"step": step, **within_range(computed[("c", name, step)], name)})
 
 
 def _rank(members: list[Group]) -> None:
@@ -345,6 +359,7 @@ def _compare_with_reference(members: list[Group]) -> None:
     ref = reference_row(members)
     if ref is None:
         return
+    ref.reference = True
     base = ref.per_seed()
     pairs = [(g, ref, c) for g in members if g is not ref and (c := compare(g.per_seed(), base)) is not None]
     _publish(pairs, "vs_sft")

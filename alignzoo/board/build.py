@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import alignzoo.board.stats as stats  # the submodule itself: board/__init__ imports this module
-from alignzoo.board.aggregate import RANK_METRIC, Group, group_records, usable
+from alignzoo.board.aggregate import RANK_METRIC, Group, group_records, protocol, usable
 from alignzoo.board.collect import collect
 from alignzoo.board.tables import config_yaml, leaderboard_json, leaderboard_md, runs_csv
 
@@ -68,9 +67,7 @@ def build_board(run_dirs: Iterable[str | Path], out: str | Path, *, title: str =
     meta = {
         "schema_version": BOARD_SCHEMA_VERSION, "alignzoo_version": _version(), "run_dirs": run_dirs,
         "rank_by": RANK_METRIC, "n_records": len(records), "n_ok": len(records) - n_failed, "n_failed": n_failed,
-        "ci": {"method": "percentile bootstrap of the mean over seeds", "level": stats.LEVEL,
-               "resamples": stats.RESAMPLES, "seed": stats.SEED},
-        "rank": "1 + groups of the same task/model/budget whose CI lower bound exceeds this group's upper bound",
+        **protocol(),
         "git_shas": sorted({r["git_sha"] for r in records if r.get("git_sha")}),
         "warnings": list(collected.warnings) + [
             f"{g.label} ({' · '.join(g.track)}): seed(s) {', '.join(sorted({str(r.get('seed')) for r in g.repeats}))} "

@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 
 from alignzoo.board.aggregate import Group, error_summary
-from alignzoo.board.tables import COLUMNS, fmt, track_title
+from alignzoo.board.tables import COLUMNS, COMPARISONS, fmt, fmt_collapse, fmt_comparison, legend, track_title
 
 TEMPLATE = r"""<!DOCTYPE html>
 <html lang="en">
@@ -42,11 +42,11 @@ figcaption { color: #555; }
 <body>
 <h1>{{ title }}</h1>
 <p class="meta">{{ summary }}</p>
-<p class="meta">Each row is one algorithm preset on one task/model/budget: mean over seeds with a
-{{ ci.level_pct }}% percentile-bootstrap confidence interval ({{ ci.resamples }} resamples, seed {{ ci.seed }}) and
-the number of seeds <i>n</i>. Ranked by <code>{{ rank_metric }}</code> within a track; rows whose intervals overlap
-share a rank (rank = 1 + rows whose interval lies entirely above). <span class="badge">front</span> marks the
-gold-reward-vs-KL Pareto front. Click a column header to sort.
+<p class="meta">Each row is one algorithm preset on one task/model/budget, with the number of seeds <i>n</i>,
+ranked by <code>{{ rank_metric }}</code> within a track. <span class="badge">front</span> marks the
+gold-reward-vs-KL Pareto front. Click a column header to sort.</p>
+<ul class="meta legend">{% for line in legend %}<li>{{ line }}</li>{% endfor %}</ul>
+<p class="meta">
 Data: <a href="leaderboard.json">leaderboard.json</a> · <a href="runs.csv">runs.csv</a> ·
 <a href="LEADERBOARD.md">LEADERBOARD.md</a></p>
 {% for track in tracks %}
@@ -55,7 +55,8 @@ Data: <a href="leaderboard.json">leaderboard.json</a> · <a href="runs.csv">runs
 <thead><tr>
 <th>Rank</th><th class="text">Algorithm</th><th>n</th>
 {% for c in columns %}<th>{{ c }}</th>{% endfor %}
-<th>Tokens</th><th>Failed</th><th class="text">Config</th><th class="text">Reproduce</th>
+{% for c in comparisons %}<th>{{ c }}</th>{% endfor %}
+<th>Collapsed</th><th>Tokens</th><th>Failed</th><th class="text">Config</th><th class="text">Reproduce</th>
 </tr></thead>
 <tbody>
 {% for row in track.rows %}
@@ -64,6 +65,8 @@ Data: <a href="leaderboard.json">leaderboard.json</a> · <a href="runs.csv">runs
 <td class="text algo" data-v="{{ row.label }}">{{ row.label }}{% if row.pareto %} <span class="badge">front</span>{% endif %}</td>
 <td data-v="{{ row.n }}">{{ row.n }}</td>
 {% for cell in row.cells %}<td data-v="{{ cell.v }}">{{ cell.text }}{% if cell.ci %}<br><small class="ci">{{ cell.ci }}</small>{% endif %}</td>{% endfor %}
+{% for cell in row.compare %}<td data-v="{{ cell.v }}">{{ cell.text }}{% if cell.ci %}<br><small class="ci">{{ cell.ci }}</small>{% endif %}</td>{% endfor %}
+<td data-v="{{ row.collapse_v }}">{{ row.collapse }}</td>
 <td data-v="{{ row.tokens_v }}">{{ row.tokens }}</td>
 <td data-v="{{ row.failed }}">{% if row.failed %}<span class="err" title="{{ row.errors }}">{{ row.failed }}</span>{% else %}0{% endif %}</td>
 <td class="text"><a href="{{ row.config_href }}">config</a></td>
@@ -157,6 +160,13 @@ def _cell(stat: dict[str, Any], digits: int) -> dict[str, str]:
     return {"text": main, "ci": ci, "v": _num(stat["mean"])}
 
 
+def _compare_cell(g: Group, attr: str) -> dict[str, str]:
+    """"+0.320" over "[+0.210, +0.430] p_holm=0.012 paired"; sorts by the difference."""
+    main, _, rest = fmt_comparison(g, attr).partition(" ")
+    c = getattr(g, attr)
+    return {"text": main, "ci": rest, "v": "" if c is None else _num(c["diff"])}
+
+
 def render(groups: list[Group], meta: dict[str, Any], figures: dict[str, dict[str, Any]],
            figure_warnings: list[str], *, title: str) -> str:
     tracks: dict[tuple[str, str, str], list[Group]] = {}
@@ -174,6 +184,8 @@ def render(groups: list[Group], meta: dict[str, Any], figures: dict[str, dict[st
                 "rank": g.rank if g.rank is not None else "–", "rank_v": "" if g.rank is None else g.rank,
                 "label": g.label, "pareto": g.pareto, "n": len(g.ok), "failed": len(g.failed), "errors": errors,
                 "cells": [_cell(g.metric(k), d) for k, _, d in COLUMNS],
+                "compare": [_compare_cell(g, attr) for attr, _ in COMPARISONS],
+                "collapse": fmt_collapse(g), "collapse_v": "" if g.collapse is None else _num(g.collapse["rate"]),
                 "tokens": "n/a" if tokens is None else f"{tokens:,.0f}", "tokens_v": _num(tokens),
                 "config_href": f"configs/{g.id}.yaml", "command": g.command,
             })
@@ -186,12 +198,11 @@ def render(groups: list[Group], meta: dict[str, Any], figures: dict[str, dict[st
                            "type": e["type"] or "error", "message": e["message"], "source": e["source"]})
     figs = [{"caption": f["caption"], "png": f["png"], "svg": f["svg"],
              "src": "data:image/png;base64," + base64.b64encode(f["png_bytes"]).decode()} for f in figures.values()]
-    ci = meta["ci"]
     summary = (f"{meta['n_records']} runs ({meta['n_ok']} ok, {meta['n_failed']} failed) in {len(groups)} "
                f"group{'' if len(groups) == 1 else 's'} "
                f"from {', '.join(meta['run_dirs'])}")
     return _ENV.from_string(TEMPLATE).render(
-        title=title, summary=summary, ci={**ci, "level_pct": round(ci["level"] * 100)}, rank_metric=meta["rank_by"],
-        tracks=track_rows, columns=[h for _, h, _ in COLUMNS], figures=figs, figure_warnings=figure_warnings,
+        title=title, summary=summary, legend=legend(), rank_metric=meta["rank_by"],
+        tracks=track_rows, columns=[h for _, h, _ in COLUMNS], comparisons=[h for _, h in COMPARISONS], figures=figs, figure_warnings=figure_warnings,
         failed=failed, warnings=meta["warnings"], version=meta["alignzoo_version"],
         git_shas=", ".join(meta["git_shas"]) or "unknown")

@@ -155,7 +155,8 @@ def curves(groups: list[Group]) -> Any:
             steps = [p["step"] for p in c]
             ax.plot(steps, [p["mean"] for p in c], styles[index[g.algo] % len(styles)], color=colors[g.algo],
                     lw=1.5, marker="o", ms=3, label=_safe(g.label) if per_group_legend else (None if g.algo in seen else _safe(g.algo)))
-            ax.fill_between(steps, [p["lo"] for p in c], [p["hi"] for p in c], color=colors[g.algo], alpha=0.12,
+            band = [(p["lo"], p["hi"]) if p["lo"] is not None else (math.nan, math.nan) for p in c]  # n=1: none
+            ax.fill_between(steps, [lo for lo, _ in band], [hi for _, hi in band], color=colors[g.algo], alpha=0.12,
                             lw=0)
             index[g.algo] += 1
             seen.add(g.algo)

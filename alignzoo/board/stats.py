@@ -45,6 +45,8 @@ BCA_FROM_N = 10  # n at which the interval switches from Student-t to BCa
 RESAMPLES = 2000  # bootstrap resamples per BCa interval
 SEED = 0  # the generator seed of every bootstrap (the board is reproducible byte for byte)
 ALPHA = 0.05  # family-wise error rate of the Holm-corrected tests
+INTERVAL_METHOD = (f"mean over seeds; Student-t interval at n < {BCA_FROM_N}, seeded BCa bootstrap at n >= "
+                   f"{BCA_FROM_N}; bounds clipped to the metric's range; no interval for one seed")
 
 #: (metric name pattern, low, high): the first pattern that matches a name gives its range; None is unbounded
 METRIC_RANGES: list[tuple[str, Optional[float], Optional[float]]] = [

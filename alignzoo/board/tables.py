@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
-from alignzoo.board.aggregate import COST_FIELDS, RANK_METRIC, Group, error_summary, run_command, text
+from alignzoo.board import stats
+from alignzoo.board.aggregate import COLLAPSE_SDS, COST_FIELDS, RANK_METRIC, Group, error_summary, run_command, text
 from alignzoo.board.csvsafe import write_csv
 
 #: the columns every table shows: (metric, header, digits)
 COLUMNS = [("eval/gold_reward", "Gold reward", 3), ("eval/gold_reward_vs_reference", "Gain over SFT", 3),
            ("eval/kl", "KL (nats)", 2), ("eval/win_rate", "Win rate", 3), ("eval/length", "Length", 1),
            ("cost/wall_time_s", "Wall time (s)", 0)]
+#: the tested columns after COLUMNS: (Group attribute, header); each cell "diff [interval] p_holm=... test"
+COMPARISONS = [("vs_sft", "Gold vs SFT row [CI], p_holm"), ("vs_above", "Gold vs row above [CI], p_holm")]
 RUN_FIELDS = ["run_id", "group_id", "status", "counted", "algo", "preset", "task", "model", "budget", "reward", "seed",
               "wall_time_s", "tokens", "peak_memory_mb", "started_at", "git_sha", "error_type", "error_message",
               "command", "source"]
@@ -34,12 +37,51 @@ def clean(obj: Any) -> Any:
 
 
 def fmt(stat: dict[str, Any], digits: int) -> str:
-    """"0.346 [0.215, 0.346]", or "n/a"."""
+    """"0.346 [0.215, 0.346]"; one seed: "0.346 (n=1)" (no interval, never a made-up one); or "n/a"."""
     if stat.get("mean") is None:
         return "n/a"
-    if stat.get("n", 0) < 2:
-        return f"{stat['mean']:.{digits}f}"
+    if stat.get("lo") is None or stat.get("hi") is None:
+        return f"{stat['mean']:.{digits}f} (n={stat.get('n', 0)})"
     return f"{stat['mean']:.{digits}f} [{stat['lo']:.{digits}f}, {stat['hi']:.{digits}f}]"
+
+
+def p_text(p: float) -> str:
+    """A p-value to three decimals; below 0.001 as "<0.001" (more digits claim a precision a few seeds lack)."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_comparison(g: Group, attr: str, digits: int = 3) -> str:
+    """"+0.320 [+0.210, +0.430] p_holm=0.012 paired"; "ref" on the SFT row itself; "–" where nothing is tested."""
+    c = getattr(g, attr)
+    if c is None:
+        return "ref" if attr == "vs_sft" and g.reference else "–"
+    test = "paired" if c["test"].startswith("paired") else "Welch"
+    return (f"{c['diff']:+.{digits}f} [{c['lo']:+.{digits}f}, {c['hi']:+.{digits}f}] "
+            f"p_holm={p_text(c['p_holm'])} {test}")
+
+
+def fmt_collapse(g: Group) -> str:
+    """"1/3" seeds collapsed, or "–" when the track has no SFT row to set the threshold."""
+    return "–" if g.collapse is None else f"{g.collapse['collapsed']}/{g.collapse['n']}"
+
+
+def legend(code: Callable[[str], str] = lambda s: s) -> list[str]:
+    """How the numbers were computed, one line each (Markdown, the page and ``alignzoo demo``); ``code`` marks
+    names up (backticks in Markdown)."""
+    pct = f"{stats.LEVEL:.0%}"
+    return [
+        f"Mean over seeds with a {pct} Student-t interval (n < {stats.BCA_FROM_N}) or BCa bootstrap interval "
+        f"(n ≥ {stats.BCA_FROM_N}; {stats.RESAMPLES} resamples, seed {stats.SEED}), clipped to the metric's range; "
+        "one seed: the mean alone (n=1).",
+        f"Rank: 1 + the rows significantly better in {code(RANK_METRIC)} than the row or than a row with a higher "
+        f"mean (two-sided Welch t-tests over seeds between every pair of rows of the track, Holm-corrected over all "
+        f"pairs, α = {stats.ALPHA}); rows not shown to differ share a rank.",
+        f"Gold vs SFT row / vs row above: difference of mean {code(RANK_METRIC)} with its {pct} interval and the "
+        "Holm-adjusted p of each column of the track (paired t on the per-seed differences where both rows hold the "
+        "same seeds, else Welch); significant only where p_holm ≤ "
+        f"{stats.ALPHA}; – where a row has fewer than 2 seeds or the track no SFT row. Collapsed: seeds whose final gold reward is below the SFT row's mean minus "
+        f"{COLLAPSE_SDS:g} sd.",
+    ]
 
 
 def track_title(track: tuple[str, str, str]) -> str:
@@ -102,25 +144,24 @@ def md_code(value: str) -> str:
 def track_table(members: list[Group]) -> list[str]:
     """One track's ranked Markdown table, line by line (header, alignment row, a row per group in the given order):
     the table of LEADERBOARD.md, and what ``alignzoo demo`` prints."""
-    head = ["Rank", "Algorithm", "n"] + [h for _, h, _ in COLUMNS] + ["Failed"]
+    head = ["Rank", "Algorithm", "n"] + [h for _, h, _ in COLUMNS] + [h for _, h in COMPARISONS] + ["Collapsed",
+                                                                                                 "Failed"]
     align = ["---:", ":---", "---:"] + ["---:"] * (len(head) - 3)
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for g in members:
         cells = [str(g.rank) if g.rank is not None else "–", md(g.label) + (" ★" if g.pareto else ""),
-                 str(len(g.ok))] + [fmt(g.metric(k), d) for k, _, d in COLUMNS] + [str(len(g.failed))]
+                 str(len(g.ok))] + [fmt(g.metric(k), d) for k, _, d in COLUMNS] + [
+                     fmt_comparison(g, attr) for attr, _ in COMPARISONS] + [fmt_collapse(g), str(len(g.failed))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def leaderboard_md(groups: list[Group], meta: dict[str, Any], *, plots: Optional[dict[str, str]] = None) -> str:
-    ci = meta["ci"]
     lines = ["# Leaderboard", "",
              f"{meta['n_records']} runs ({meta['n_ok']} ok, {meta['n_failed']} failed) in {len(groups)} "
-             f"group{'' if len(groups) == 1 else 's'}. "
-             f"Mean over seeds [{ci['level']:.0%} percentile-bootstrap CI, {ci['resamples']} resamples]; ranked by "
-             f"`{RANK_METRIC}` within each task/model/budget; rows whose CIs overlap share a rank "
-             "(rank = 1 + rows whose CI lies entirely above). Regenerate with "
-             f"{md_code('alignzoo board build ' + ' '.join(meta['run_dirs']) + ' --out <dir>')}.", ""]
+             f"group{'' if len(groups) == 1 else 's'}, ranked by `{RANK_METRIC}` within each task/model/budget. "
+             f"Regenerate with {md_code('alignzoo board build ' + ' '.join(meta['run_dirs']) + ' --out <dir>')}.",
+             "", *[f"- {line}" for line in legend(md_code)], ""]
     tracks: dict[tuple[str, str, str], list[Group]] = {}
     for g in groups:
         tracks.setdefault(g.track, []).append(g)
