@@ -1,5 +1,5 @@
-"""The leaderboard: CIs and ranks against an independent computation (scipy), counts, escaping, sweeps that end in a board (one job
-failing, joblib in parallel), 1,000 records in seconds, and the page in a real browser."""
+"""The leaderboard: CIs and ranks against an independent computation (scipy), counts, escaping, sweeps that end in
+a board (one job failing, joblib in parallel), 1,000 records in seconds, and the page in a real browser."""
 
 import csv
 import datetime as dt

@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from alignzoo.board import stats
+import alignzoo.board.stats as stats  # the submodule itself: board/__init__ imports this module
 from alignzoo.board.stats import ALPHA, Comparison, compare, finite, holm, summaries, welch, within_range
 
 RANK_METRIC = "eval/gold_reward"  # what the board ranks by
@@ -128,8 +128,8 @@ class Group:
             "id": self.id, "rank": self.rank, "label": self.label, "algo": self.algo, "task": self.track[0],
             "model": self.track[1], "budget": self.track[2], "preset": self.preset, "n": len(self.ok),
             "failed": len(self.failed), "seeds": self.seeds, "pareto": self.pareto,
-            "reference": self.reference, "significantly_better": self.better, "vs_sft": self.vs_sft, "vs_above": self.vs_above,
-            "collapse": self.collapse, "metrics": self.metrics,
+            "reference": self.reference, "significantly_better": self.better, "vs_sft": self.vs_sft,
+            "vs_above": self.vs_above, "collapse": self.collapse, "metrics": self.metrics,
             "curves": self.curves, "errors": self.errors(), "run_ids": [r.get("run_id") for r in self.runs],
             "repeated_runs_not_counted": [r.get("run_id") for r in self.repeats],
             "command": self.command, "config_file": f"configs/{self.id}.yaml", "config": self.config,

@@ -203,6 +203,7 @@ def render(groups: list[Group], meta: dict[str, Any], figures: dict[str, dict[st
                f"from {', '.join(meta['run_dirs'])}")
     return _ENV.from_string(TEMPLATE).render(
         title=title, summary=summary, legend=legend(), rank_metric=meta["rank_by"],
-        tracks=track_rows, columns=[h for _, h, _ in COLUMNS], comparisons=[h for _, h in COMPARISONS], figures=figs, figure_warnings=figure_warnings,
+        tracks=track_rows, columns=[h for _, h, _ in COLUMNS], comparisons=[h for _, h in COMPARISONS], figures=figs,
+        figure_warnings=figure_warnings,
         failed=failed, warnings=meta["warnings"], version=meta["alignzoo_version"],
         git_shas=", ".join(meta["git_shas"]) or "unknown")

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from alignzoo.board import stats
+import alignzoo.board.stats as stats  # the submodule itself: board/__init__ imports this module
 from alignzoo.board.aggregate import COLLAPSE_SDS, COST_FIELDS, RANK_METRIC, Group, error_summary, run_command, text
 from alignzoo.board.csvsafe import write_csv
 
@@ -78,8 +78,8 @@ def legend(code: Callable[[str], str] = lambda s: s) -> list[str]:
         f"pairs, α = {stats.ALPHA}); rows not shown to differ share a rank.",
         f"Gold vs SFT row / vs row above: difference of mean {code(RANK_METRIC)} with its {pct} interval and the "
         "Holm-adjusted p of each column of the track (paired t on the per-seed differences where both rows hold the "
-        "same seeds, else Welch); significant only where p_holm ≤ "
-        f"{stats.ALPHA}; – where a row has fewer than 2 seeds or the track no SFT row. Collapsed: seeds whose final gold reward is below the SFT row's mean minus "
+        f"same seeds, else Welch); significant only where p_holm ≤ {stats.ALPHA}; – where a row has fewer than 2 "
+        "seeds or the track no SFT row. Collapsed: seeds whose final gold reward is below the SFT row's mean minus "
         f"{COLLAPSE_SDS:g} sd.",
     ]
 
