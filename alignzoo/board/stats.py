@@ -14,15 +14,17 @@
       jack_i = mean of values without value i; d_i = mean(jack) - jack_i
       a = sum(d^3) / (6 sum(d^2)^1.5)                               # acceleration
       q(z) = Phi(z0 + (z0 + z) / (1 - a (z0 + z)))
-      lo, hi = the q(z_(1-level)/2) and q(z_(1+level)/2) quantiles of boot (linear interpolation, numpy's default)
+      lo, hi = the q(Phi^-1((1-level)/2)) and q(Phi^-1((1+level)/2)) quantiles of boot (linear interpolation)
 
-  which is what ``scipy.stats.bootstrap(method="BCa")`` computes up to its own resamples. If every value is equal
-  the interval is the point (there is no spread to resample).
+  which is ``scipy.stats.bootstrap(method="BCa")`` exactly when given the same generator seed and resample count.
+  If every value is equal the interval is the point (there is no spread to resample). Bootstrap intervals cover
+  less than their level at small n: on normal seeds about 90% at n = 10 to 12 and 92% at n = 20 (simulated), so
+  read ``n`` beside them.
 
-**Ranges** (``METRIC_RANGES``): an interval never leaves its metric's range. A t-interval is symmetric and can
-(KL 58.9 [-58.7, 176.5] nats over three seeds): bounds are clipped to the range of the metric's name (KL and
-costs >= 0, shares, rates, win rates and accuracies in [0, 1], correlations in [-1, 1]; the gold reward and
-anything unknown are unbounded) and ``clipped`` says so.
+**Ranges** (``METRIC_RANGES``): an interval never leaves its metric's range. A t-interval is symmetric and would
+(KL 24.8 [-12.0, 61.6] nats over three seeds of 39.8, 10.2 and 24.2): bounds are clipped to the range of the
+metric's name (KL and costs >= 0, shares, rates, win rates and accuracies in [0, 1], correlations in [-1, 1]; the
+gold reward and anything unknown are unbounded) and ``clipped`` says so.
 
 **Tests** (``welch``, ``paired``, ``holm``): two-sided Welch and paired t-tests over seeds, Holm's step-down
 correction over a family of tests. Quantiles and tail probabilities of Student's t and of the normal come from
@@ -247,7 +249,7 @@ def paired(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Opti
 def compare(a: dict[object, float], b: dict[object, float], level: float = LEVEL) -> Optional[Comparison]:
     """Row a against row b, each {seed: value}: paired on the per-seed differences when both rows hold the same
     seeds, else Welch. None when either row has fewer than 2 values."""
-    if set(a) == set(b) and None not in a:
+    if set(a) == set(b):
         seeds = sorted(a, key=lambda s: (isinstance(s, str), s))
         return paired([a[s] for s in seeds], [b[s] for s in seeds], level)
     return welch(list(a.values()), list(b.values()), level)
