@@ -86,7 +86,8 @@ def items_from_policy(overrides: list[str], *, k: Optional[int], limit: int, see
     from alignzoo.config import validate
     from alignzoo.errors import ConfigError
     from alignzoo.record import RunRecord
-    from alignzoo.run import RunContext, _device, _quiet_libraries, _seed_everything
+    from alignzoo.context import build_context
+    from alignzoo.run import _quiet_libraries, _seed_everything
     from alignzoo.stages.cache import stage_key
     from alignzoo.testing import compose_config
 
@@ -99,9 +100,7 @@ def items_from_policy(overrides: list[str], *, k: Optional[int], limit: int, see
     seed = int(cfg.seed) if seed is None else seed
     _seed_everything(seed, built["run"].threads)
     _quiet_libraries()
-    ctx = RunContext(cfg=cfg, job_dir=out, seed=seed, device=_device(built["run"].device), train=built["train"],
-                     eval_cfg=built["eval"], budget=built["budget"], record=RunRecord("label", "running"),
-                     registries=state.registries, built=built)
+    ctx = build_context(cfg, built, state.registries, job_dir=out, record=RunRecord("label", "running"), seed=seed)
     regs = state.registries
     ctx.task = task = regs["task"].get(cfg.task.name).factory(built["task"], ctx)
     initial = regs["model"].get(cfg.model.name).factory(built["model"], ctx)
