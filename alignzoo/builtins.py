@@ -107,6 +107,14 @@ def alignzoo_register_evaluators(register):
 
 
 @hookimpl
+def alignzoo_register_labelers(register):
+    from alignzoo.pipeline import labelers
+
+    for name, (factory, config, description) in labelers.BUILTIN.items():
+        register(name, factory, config, description=description)
+
+
+@hookimpl
 def alignzoo_register_loggers(register):
     from alignzoo.loggers import basic
 

@@ -144,7 +144,7 @@ class RunContext:
     # -- data -------------------------------------------------------------------------------------------------
     def feedback(self) -> Any:
         """The pipeline's feedback stage (``StageResult``; its ``data`` dataset has K-wise rankings), or None
-        when the run has no feedback stage (a task without feedback prompts, or ``labeler=dataset``)."""
+        when the task's own preference pairs are the feedback (``labeler=dataset``)."""
         return self.pipeline.feedback(self.policy) if self.pipeline is not None else None
 
     def ranking_data(self) -> Any:
@@ -155,8 +155,9 @@ class RunContext:
     def preference_data(self) -> Any:
         """The preference pairs the run learns from, as a ``datasets.Dataset`` (prompt / chosen / rejected text):
         the feedback stage's pairs, or the task's own pairs."""
-        if self.pipeline is not None and self.pipeline.has_feedback():
-            return self.pipeline.ranking_data(self.policy).select_columns(["prompt", "chosen", "rejected"])
+        ranked = self.ranking_data()
+        if ranked is not None:
+            return ranked.select_columns(["prompt", "chosen", "rejected"])
         if not hasattr(self.task, "preference_data"):
             raise AlignzooError(f"algo={self.cfg.algo.name} needs preference pairs, but task={self.task.name} has "
                                 "none; pick a task with preferences (e.g. task=hf_preferences)")

@@ -2,8 +2,8 @@
 
 1. seed everything and set torch threads (a multirun shares one process, so every job resets them);
 2. validate the whole config at once (every problem, with its key and fix);
-3. build task, model, reward, evaluators and loggers from the registries by name; let the task's pipeline
-   stages turn the initial model into the starting (SFT) policy; freeze a copy as the reference;
+3. build task, model, reward, evaluators and loggers from the registries by name; let the pipeline's stages
+   (``alignzoo.pipeline``) turn the initial model into the starting (SFT) policy; freeze a copy as the reference;
 4. evaluate the starting policy, ``algo.train(...)``, evaluate the result;
 5. write ``record.json`` atomically, finish the loggers, fire ``alignzoo_run_end``.
 
@@ -121,10 +121,10 @@ def _check_context(ctx: RunContext) -> None:
 
 
 def _build_components(ctx: RunContext) -> None:
+    from alignzoo.pipeline import build_policy
+
     regs, c, built = ctx.registries, ctx.cfg, ctx.built
-    ctx.task = regs["task"].get(c.task.name).factory(built["task"], ctx)
-    initial = regs["model"].get(c.model.name).factory(built["model"], ctx)
-    ctx.policy = ctx.task.prepare(ctx, initial) if hasattr(ctx.task, "prepare") else initial
+    build_policy(ctx)  # the task, the model, and the pipeline's starting policy (pretrain, SFT)
     lora = getattr(built["model"], "lora", None)
     lora = lora if lora is not None and lora.r > 0 else None
     if lora is None:

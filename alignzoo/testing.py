@@ -172,7 +172,7 @@ try:  # fixtures, when pytest is there
     @pytest.fixture
     def tiny_task(stage_cache: Path, tmp_path: Path) -> Any:
         """The embedded task at the smoke budget, prepared: ``.policy`` is its SFT policy, ``.task`` the task
-        (``task.preference_data(policy)``, ``task.ranking_data(policy)``, ``task.gold``)."""
+        (``ctx.preference_data()``, ``ctx.ranking_data()``, ``ctx.task.gold``)."""
         return build_context([*SMOKE_TASK, f"run.cache_dir={stage_cache}"], tmp_path)
 except ImportError:  # pragma: no cover
     pass

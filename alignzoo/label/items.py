@@ -100,17 +100,14 @@ def items_from_policy(overrides: list[str], *, k: Optional[int], limit: int, see
     seed = int(cfg.seed) if seed is None else seed
     _seed_everything(seed, built["run"].threads)
     _quiet_libraries()
-    ctx = build_context(cfg, built, state.registries, job_dir=out, record=RunRecord("label", "running"), seed=seed)
-    regs = state.registries
-    ctx.task = task = regs["task"].get(cfg.task.name).factory(built["task"], ctx)
-    initial = regs["model"].get(cfg.model.name).factory(built["model"], ctx)
-    policy = ctx.policy = task.prepare(ctx, initial) if hasattr(task, "prepare") else initial
-    prompts = list(getattr(task, "prompts", {}).get("feedback") or task.train_prompts(policy))[:limit]
+    ctx = build_context(cfg, built, state.registries, job_dir=out, record=RunRecord("label", "running"), seed=seed,
+                        policy=True)
+    task, policy = ctx.task, ctx.policy
+    prompts = list(ctx.pipeline.feedback_prompts or task.train_prompts(policy))[:limit]
     if not prompts:
         raise DataError(f"task={task.name} gave no prompts to label")
-    tcfg = built["task"]
-    k = k or getattr(tcfg, "completions_per_prompt", 2)
-    max_new = getattr(tcfg, "max_new_tokens", built["eval"].max_new_tokens)
+    k = k or built["pipeline"].completions_per_prompt
+    max_new = built["pipeline"].max_new_tokens
     repeated = [p for p in prompts for _ in range(k)]
     gen = torch.Generator(device=policy.device).manual_seed(seed)
     texts, ended = [], []
