@@ -52,7 +52,8 @@ def build_tokenizer(cfg: TinyModelConfig, task: Any):
         tok = own(cfg.vocab_size)
         if tok is not None:
             return tok
-    return train_bpe_tokenizer(task.tokenizer_texts(), cfg.vocab_size)
+    texts = task.tokenizer_texts() if hasattr(task, "tokenizer_texts") else (task.corpus() or {}).get("train", [])
+    return train_bpe_tokenizer(texts, cfg.vocab_size)  # a data-only task: its pretraining corpus
 
 
 def build_tiny(cfg: TinyModelConfig, ctx: Any) -> Policy:
