@@ -1,7 +1,8 @@
 """The top-level config schema and the one validation pass that reports every problem at once.
 
-Component configs (``algo``, ``task``, ...) are the registered dataclasses; this module holds what every run
-shares: ``seed``, ``train`` (the loop), ``eval`` (sampling for evaluators), ``budget`` and ``run`` settings.
+Component configs (``algo``, ``task``, ``labeler``, ...) are the registered dataclasses; this module holds what
+every run shares: ``seed``, ``train`` (the loop), ``eval`` (sampling for evaluators), ``budget`` (compute),
+``pipeline`` (the sizes of the pipeline's stages) and ``run`` settings.
 """
 
 from __future__ import annotations
@@ -248,14 +249,17 @@ def validate(cfg: DictConfig, registries: Registries) -> tuple[dict[str, Any], l
     for kind in ("algo", "task", "model"):
         if cfg.get(kind) is None:
             problems.append(f"{kind} is not set; choose one with {kind}=<name>")
-    problems += _apply_algo_labeler(built, registries)
+    problems += _apply_algo_labeler(built, registries, chosen=cfg.get("labeler") is not None)
     return built, problems
 
 
-def _apply_algo_labeler(built: dict[str, Any], registries: Registries) -> list[str]:
+def _apply_algo_labeler(built: dict[str, Any], registries: Registries, *, chosen: bool = True) -> list[str]:
     """An algorithm whose config class declares ``LABELER`` (rlaif: ``"critic"``) fixes who labels its feedback:
     it replaces the default labeler before anything reads the feedback; an explicit other labeler is a problem."""
     algo, labeler = built.get("algo"), built.get("labeler")
+    if labeler is None:  # an invalid labeler node is reported already; `labeler=null` is not
+        return [] if chosen else ["labeler is not set; choose one with labeler=<name> (labeler=dataset: the task's "
+                                  "own pairs)"]
     wanted = getattr(type(algo), "LABELER", None)
     if wanted is None or labeler is None or labeler.name == wanted:
         return []

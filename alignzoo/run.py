@@ -30,8 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from alignzoo import checkpoint, distributed, plugins
 from alignzoo.config import validate
-from alignzoo.errors import AlignzooError, ConfigError
 from alignzoo.context import RunContext, build_context, is_main_process, job_device
+from alignzoo.errors import AlignzooError, ConfigError
 from alignzoo.record import RECORD_FILE, RunRecord, read_record, write_record
 
 __all__ = ["RunContext", "is_main_process", "needs_reward", "run_job"]  # RunContext: re-exported for plugins

@@ -9,6 +9,8 @@ from faultkit import Fault, _fresh_plugins, data, golden, run_fault  # noqa: F40
 FAULTS = [
     Fault("pipeline-unknown-labeler", "config", ["labeler=simulatd"], 2,
           ("unknown labeler 'simulatd'", "Did you mean labeler=simulated?", "Known labeler names: critic, dataset")),
+    Fault("pipeline-no-labeler", "config", ["labeler=null"], 2,
+          ("labeler is not set; choose one with labeler=<name> (labeler=dataset: the task's own pairs)",)),
     Fault("pipeline-human-labeler-without-path", "config", ["labeler=human"], 2,
           ("labeler.path is required with labeler=human", "labeler.path=<folder written by `alignzoo label`>")),
     Fault("pipeline-negative-stage-size", "config", ["pipeline.sft_steps=-1", "pipeline.completions_per_prompt=1"], 2,

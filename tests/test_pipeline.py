@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from alignzoo import hookimpl, plugins
-from alignzoo.testing import TINY_OVERRIDES, run_tiny
+from alignzoo.testing import run_tiny
 
 CONF = Path(__file__).resolve().parent.parent / "alignzoo" / "conf"
 #: small stages: a tiny model learns the toy language in seconds

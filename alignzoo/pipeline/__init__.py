@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from functools import cached_property
 from typing import Any, Callable, Optional
 
 from alignzoo.stages.cache import StageResult, run_stage
@@ -46,7 +47,6 @@ class Pipeline:
     def __init__(self, ctx: Any, task: Any, labeler: Any):
         self.ctx, self.task, self.labeler = ctx, task, labeler
         self.settings = ctx.built["pipeline"]
-        self.data_key = task_data_key(task)
         self.policy_key: Any = None  # what identifies the starting policy in later stages' keys
         self.sft: Optional[StageResult] = None
         self._feedback: Optional[StageResult] = None
@@ -54,6 +54,11 @@ class Pipeline:
         self._ranking: Any = None
 
     # -- what stages read from the task -----------------------------------------------------------------------
+    @cached_property
+    def data_key(self) -> dict[str, Any]:
+        """The task's data in stage keys (computed when a stage first needs it: it may hash a dataset)."""
+        return task_data_key(self.task)
+
     @property
     def gold(self) -> Any:
         return getattr(self.task, "gold", None)
