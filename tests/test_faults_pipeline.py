@@ -9,7 +9,7 @@ from faultkit import Fault, _fresh_plugins, data, golden, run_fault  # noqa: F40
 FAULTS = [
     Fault("pipeline-unknown-labeler", "config", ["labeler=simulatd"], 2,
           ("unknown labeler 'simulatd'", "Did you mean labeler=simulated?", "Known labeler names: critic, dataset")),
-    Fault("pipeline-no-labeler", "config", ["labeler=null"], 2,
+    Fault("pipeline-no-labeler", "config", ["~labeler"], 2,
           ("labeler is not set; choose one with labeler=<name> (labeler=dataset: the task's own pairs)",)),
     Fault("pipeline-human-labeler-without-path", "config", ["labeler=human"], 2,
           ("labeler.path is required with labeler=human", "labeler.path=<folder written by `alignzoo label`>")),

@@ -45,7 +45,9 @@ def pretrain(pipe: Any, policy: Any, corpus: dict[str, list[str]]) -> StageResul
         seqs = tok(list(corpus["train"]), add_special_tokens=True)["input_ids"]
         rows = pack_rows(seqs, row_len, tok.pad_token_id)
         attn = (rows != tok.pad_token_id).long()
-        val = [q + [tok.eos_token_id] for q in tok(list(corpus.get("val") or []), add_special_tokens=True)["input_ids"]]
+        # held-out texts longer than the model's context are cut to it (a dataset's long prompts would not fit)
+        val = [(q + [tok.eos_token_id])[:policy.max_length]
+               for q in tok(list(corpus.get("val") or []), add_special_tokens=True)["input_ids"]]
         with ctx.progress(total=s.pretrain_steps, desc="pretrain") as bar:
             settings = LMTrainSettings(s.pretrain_steps, s.pretrain_lr, seed=s.stage_seed,
                                        warmup_steps=min(50, s.pretrain_steps // 5))
