@@ -8,6 +8,10 @@ ranked by summed preference, and (best, worst) become ``chosen`` / ``rejected`` 
 of the simulated stage (so DPO, reward models and evaluators read it unchanged), the gold scores are kept to
 measure the AI labels' agreement with the gold order, and the stage is cached by SFT policy, prompts, sampling,
 critic and constitution.
+
+On a task without feedback prompts (``task=hf_preferences``) the critic relabels the task's own pairs instead
+(``critic_relabel``: K = 2, the dataset's chosen and rejected). A task without a gold scorer gets no gold columns
+and no agreement metrics (a rule critic's scorers need no vocabulary: VADER, fluency, harmlessness).
 """
 
 from __future__ import annotations
