@@ -15,6 +15,8 @@ FAULTS = [
           ("labeler.path is required with labeler=human", "labeler.path=<folder written by `alignzoo label`>")),
     Fault("pipeline-negative-stage-size", "config", ["pipeline.sft_steps=-1", "pipeline.completions_per_prompt=1"], 2,
           ("pipeline.sft_steps must be >= 0 (got -1)", "pipeline.completions_per_prompt must be >= 2 (got 1)")),
+    Fault("pipeline-moved-budget-key", "config", ["budget.pretrain_steps=20"], 2,
+          ("budget.pretrain_steps moved to pipeline.pretrain_steps", "write pipeline.pretrain_steps=20")),
     Fault("pipeline-critic-labeler-without-critic", "runtime", ["labeler=critic"], 2,
           ("labeler=critic needs a critic: add critic=rule",)),
 ]

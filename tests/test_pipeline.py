@@ -148,6 +148,14 @@ def test_labelers_are_a_registry_kind_checked_with_did_you_mean():
         "simulated. (`alignzoo plugins` lists every component.)"]
 
 
+def test_moved_override_keys_name_their_new_place():
+    from alignzoo.pipeline.moved import moved_key_problems
+
+    assert moved_key_problems(["algo=dpo", "+task.flip_rate=0.1", "budget.steps=3", "pipeline.sft_steps=5"]) == [
+        "task.flip_rate moved to labeler.flip_rate (budget is compute only; the pipeline's stages and labelers have "
+        "their own sections): write labeler.flip_rate=0.1"]
+
+
 def test_dataclass_defaults_are_the_smoke_preset():
     """budget=smoke is the default preset: no dataclass default may disagree with it (single-sourced)."""
     from alignzoo.config import BudgetConfig, PipelineConfig
