@@ -279,9 +279,7 @@ def write(ctx: Any, state: TrainingState, step: int, path: Path) -> None:
         if gen is not None:
             tensors[f"generator.{name}"] = gen.get_state()
     payload["objects"] = {name: obj.state_dict() for name, obj in state.objects.items() if obj is not None}
-    payload["run"] = {"history": ctx.record.history, "train_metrics": ctx._train_metrics,
-                      "tokens": ctx.record.tokens, "last_step": ctx.last_step,
-                      "saved_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+    payload["run"] = {**ctx.progress_state(), "saved_at": dt.datetime.now(dt.timezone.utc).isoformat()}
     save_file(tensors, str(path / TENSORS))
     files.append(TENSORS)
     (path / STATE).write_text(json.dumps(payload, default=_json_default))
@@ -406,12 +404,7 @@ def _load(ctx: Any, state: TrainingState, path: Path) -> int:
     for name, obj in state.objects.items():
         if obj is not None and name in saved["objects"]:
             obj.load_state_dict(saved["objects"][name])
-    run = saved["run"]
-    ctx.record.history[:] = run["history"]
-    ctx._train_metrics.clear()
-    ctx._train_metrics.update(run["train_metrics"])
-    ctx.record.tokens = int(run["tokens"])
-    ctx.last_step = int(run["last_step"])
+    ctx.restore_progress(saved["run"])
     _restore_rng(saved["rng"], tensors)
     return int(saved["step"])
 

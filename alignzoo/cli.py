@@ -120,7 +120,9 @@ def _report_broken(state) -> None:
 def cmd_run(args: list[str]) -> int:
     state = plugins.load()
     _report_broken(state)
-    problems = check_component_overrides(args, state.registries) + check_output_dir(args)
+    from alignzoo.pipeline.moved import moved_key_problems
+
+    problems = check_component_overrides(args, state.registries) + check_output_dir(args) + moved_key_problems(args)
     if problems:
         for p in problems:
             print(f"alignzoo: error: {p}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """The top-level config schema and the one validation pass that reports every problem at once.
 
-Component configs (``algo``, ``task``, ...) are the registered dataclasses; this module holds what every run
-shares: ``seed``, ``train`` (the loop), ``eval`` (sampling for evaluators), ``budget`` and ``run`` settings.
+Component configs (``algo``, ``task``, ``labeler``, ...) are the registered dataclasses; this module holds what
+every run shares: ``seed``, ``train`` (the loop), ``eval`` (sampling for evaluators), ``budget`` (compute),
+``pipeline`` (the sizes of the pipeline's stages) and ``run`` settings.
 """
 
 from __future__ import annotations
@@ -20,29 +21,53 @@ from alignzoo.training import OPTIMIZERS, SCHEDULES
 
 @dataclass
 class BudgetConfig:
-    """How much compute a run spends; `budget=smoke|quick|standard` picks a preset."""
+    """How much compute a run spends on its optimizer and evaluations; `budget=smoke|quick|standard` picks a
+    preset (which also sizes the pipeline's stages, ``pipeline.*``). Defaults are the smoke preset's."""
 
     name: str = "smoke"
     steps: int = 10  # optimizer steps of the algorithm
     batch_size: int = 16  # examples (pairs or prompts) per optimizer step
     eval_prompts: int = 64  # held-out prompts sampled at each evaluation
-    eval_max_new_tokens: int = 20  # tokens sampled per completion at evaluation
+    eval_max_new_tokens: int = 16  # tokens sampled per completion at evaluation
     eval_every: int = 0  # evaluate every N steps (0: only at the start and the end)
-    # the embedded task's pipeline stages (ignored by tasks that do not build their own policy)
-    corpus_size: int = 20000  # sentences generated for the sentiment task
-    pretrain_steps: int = 60  # base-model pretraining steps
-    sft_steps: int = 20  # supervised fine-tuning steps
-    feedback_prompts: int = 128  # prompts sent to the simulated annotators
-    model_width: int = 64  # hidden width of the tiny model the pipeline pretrains
-    model_layers: int = 2  # layers of that model
-    vocab_size: int = 1024  # BPE vocabulary of the tiny model's tokenizer
     rm_min_accuracy: float = 0.0  # reward-model quality gate before online RL: held-out pairwise accuracy
     rm_min_gold_spearman: float = -1.0  # ... and Spearman correlation with the gold reward (tasks that have one)
 
     def problems(self) -> list[str]:
         return [f"{k} must be >= 1 (got {getattr(self, k)})"
-                for k in ("steps", "batch_size", "eval_prompts", "eval_max_new_tokens", "corpus_size",
-                          "feedback_prompts", "model_width", "model_layers", "vocab_size") if getattr(self, k) < 1]
+                for k in ("steps", "batch_size", "eval_prompts", "eval_max_new_tokens") if getattr(self, k) < 1]
+
+
+@dataclass
+class PipelineConfig:
+    """The stages that make the starting policy and the feedback (``alignzoo.pipeline``): pretraining on the
+    task's corpus, SFT on its demonstrations, K completions per feedback prompt for the labeler. Budget presets
+    set the sizes; defaults are the smoke preset's."""
+
+    corpus_size: int = 20000  # sentences a generated corpus holds (task=sentiment)
+    pretrain_steps: int = 120  # base-model pretraining steps (32 rows x 64 tokens each); random-init models only
+    pretrain_lr: float = 2e-3
+    sft_steps: int = 20  # supervised fine-tuning steps on the task's demonstrations (batch 32)
+    sft_lr: float = 5e-4
+    feedback_prompts: int = 128  # prompts whose completions the labeler judges (tasks that draw them)
+    completions_per_prompt: int = 2  # K completions ranked per feedback prompt (K = 2: pairs)
+    max_new_tokens: int = II("budget.eval_max_new_tokens")  # tokens per feedback completion
+    stage_seed: int = 0  # seed of every stage (shared by the run seeds of a sweep, so stages are reused)
+    model_width: int = 64  # hidden width of model=tiny, which the pipeline pretrains
+    model_layers: int = 2  # layers of that model
+    vocab_size: int = 1024  # BPE vocabulary of its tokenizer
+
+    def problems(self) -> list[str]:
+        out = [f"{k} must be >= 1 (got {getattr(self, k)})"
+               for k in ("corpus_size", "feedback_prompts", "model_width", "model_layers", "vocab_size")
+               if getattr(self, k) < 1]
+        out += [f"{k} must be >= 0 (got {getattr(self, k)})"
+                for k in ("pretrain_steps", "sft_steps", "max_new_tokens") if getattr(self, k) < 0]
+        if self.completions_per_prompt < 2:
+            out.append(f"completions_per_prompt must be >= 2 (got {self.completions_per_prompt})")
+        if self.pretrain_lr <= 0 or self.sft_lr <= 0:
+            out.append("pretrain_lr and sft_lr must be > 0")
+        return out
 
 
 @dataclass
@@ -121,24 +146,6 @@ class RunSettings:
         return out
 
 
-LABELERS = ("simulated", "critic", "human")
-
-
-@dataclass
-class LabelerConfig:
-    """Who labels the feedback stage's comparisons (``labeler=<name>``)."""
-
-    name: str = "simulated"  # simulated: annotator pool on the gold reward | critic: RLAIF | human: `alignzoo label`
-    path: Optional[str] = None  # labeler=human: the folder of labels saved by `alignzoo label`
-
-    def problems(self) -> list[str]:
-        if self.name not in LABELERS:
-            return [f"name must be one of {', '.join(LABELERS)} (got {self.name!r}); e.g. labeler=simulated"]
-        if self.name == "human" and not self.path:
-            return ["path is required with labeler=human: labeler.path=<folder written by `alignzoo label`>"]
-        return []
-
-
 @dataclass
 class AlignzooConfig:
     seed: int = 0
@@ -147,10 +154,11 @@ class AlignzooConfig:
     model: Any = MISSING
     reward: Any = None
     critic: Any = None
-    labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    labeler: Any = None  # a registered labeler (labeler=<name>); conf/config.yaml picks simulated
     evaluator: Dict[str, Any] = field(default_factory=dict)
     logger: Dict[str, Any] = field(default_factory=dict)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunSettings = field(default_factory=RunSettings)
@@ -206,7 +214,7 @@ def validate(cfg: DictConfig, registries: Registries) -> tuple[dict[str, Any], l
             problems += p
             built[kind] = obj
     for key, cls in (("train", TrainConfig), ("eval", EvalConfig), ("budget", BudgetConfig), ("run", RunSettings),
-                     ("labeler", LabelerConfig)):
+                     ("pipeline", PipelineConfig)):
         try:
             obj = OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cls(**cfg[key])
         except Exception as exc:  # noqa: BLE001
@@ -217,7 +225,7 @@ def validate(cfg: DictConfig, registries: Registries) -> tuple[dict[str, Any], l
     for kind in ("algo", "task", "model"):
         if cfg.get(kind) is None:
             problems.append(f"{kind} is not set; choose one with {kind}=<name>")
-    problems += _apply_algo_labeler(built)
+    problems += _apply_algo_labeler(built, registries, chosen=cfg.get("labeler") is not None)
     problems += [p for kind, obj in built.items() for p in _nonfinite_floats(kind, obj)]
     return built, problems
 
@@ -241,10 +249,13 @@ def _nonfinite_floats(key: str, value: Any, default: Any = MISSING) -> list[str]
     return []
 
 
-def _apply_algo_labeler(built: dict[str, Any]) -> list[str]:
+def _apply_algo_labeler(built: dict[str, Any], registries: Registries, *, chosen: bool = True) -> list[str]:
     """An algorithm whose config class declares ``LABELER`` (rlaif: ``"critic"``) fixes who labels its feedback:
     it replaces the default labeler before anything reads the feedback; an explicit other labeler is a problem."""
     algo, labeler = built.get("algo"), built.get("labeler")
+    if labeler is None:  # an invalid labeler node is reported already; `labeler=null` is not
+        return [] if chosen else ["labeler is not set; choose one with labeler=<name> (labeler=dataset: the task's "
+                                  "own pairs)"]
     wanted = getattr(type(algo), "LABELER", None)
     if wanted is None or labeler is None or labeler.name == wanted:
         return []
@@ -252,5 +263,5 @@ def _apply_algo_labeler(built: dict[str, Any]) -> list[str]:
         what = {"critic": "AI feedback", "human": "human labels"}.get(wanted, f"labeler={wanted}")
         return [f"labeler={labeler.name}: algo={algo.name} learns from {what} (labeler={wanted}); drop "
                 f"labeler={labeler.name} (or use algo=dpo to learn from those labels)"]
-    built["labeler"] = LabelerConfig(name=wanted)
+    built["labeler"] = registries["labeler"].get(wanted).config_class(name=wanted)
     return []

@@ -82,6 +82,14 @@ class AlignzooSpecs:
         """
 
     @hookspec
+    def alignzoo_register_labelers(self, register):
+        """Register labelers (``labeler=<name>``): who labels the pipeline's feedback comparisons.
+
+        factory: ``build(config, ctx) -> Labeler`` with ``feedback(pipeline, policy) -> StageResult | None``
+        (``alignzoo.pipeline.labelers``; None: the task's own preference pairs are the feedback).
+        """
+
+    @hookspec
     def alignzoo_config_searchpath(self):
         """Return Hydra search-path entries (e.g. ``["pkg://my_plugin.conf"]``) holding YAML presets.
 
@@ -107,4 +115,5 @@ REGISTER_HOOKS = {
     "critic": "alignzoo_register_critics",
     "evaluator": "alignzoo_register_evaluators",
     "logger": "alignzoo_register_loggers",
+    "labeler": "alignzoo_register_labelers",
 }

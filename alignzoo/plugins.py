@@ -36,7 +36,7 @@ GROUP = "alignzoo"
 BUILTIN = "alignzoo"
 #: the packages whose modules may register built-in components, in registration order (then by module name)
 BUILTIN_PACKAGES = ("alignzoo.algos", "alignzoo.rewards", "alignzoo.critics", "alignzoo.evaluators",
-                    "alignzoo.loggers", "alignzoo.models", "alignzoo.tasks")
+                    "alignzoo.loggers", "alignzoo.models", "alignzoo.tasks", "alignzoo.pipeline")
 #: a module-level hook implementation: ``@hookimpl`` (or ``@alignzoo.hookimpl``) at the start of a line
 _HOOKIMPL_DECORATOR = re.compile(r"^@(?:\w+\.)*hookimpl\b", re.MULTILINE)
 

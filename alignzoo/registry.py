@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from alignzoo.errors import DuplicateComponentError, UnknownComponentError
 
-KINDS = ("algo", "task", "model", "reward", "critic", "evaluator", "logger")
+KINDS = ("algo", "task", "model", "reward", "critic", "evaluator", "logger", "labeler")
 #: kinds selected as a list (``logger=[console,jsonl]``): each entry lives at ``<kind>.<name>`` in the config
 MULTI_KINDS = ("evaluator", "logger")
 

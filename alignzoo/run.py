@@ -2,8 +2,8 @@
 
 1. seed everything and set torch threads (a multirun shares one process, so every job resets them);
 2. validate the whole config at once (every problem, with its key and fix);
-3. build task, model, reward, evaluators and loggers from the registries by name; let the task's pipeline
-   stages turn the initial model into the starting (SFT) policy; freeze a copy as the reference;
+3. build task, model, reward, evaluators and loggers from the registries by name; let the pipeline's stages
+   (``alignzoo.pipeline``) turn the initial model into the starting (SFT) policy; freeze a copy as the reference;
 4. evaluate the starting policy, ``algo.train(...)``, evaluate the result;
 5. write ``record.json`` atomically, finish the loggers, fire ``alignzoo_run_end``.
 
@@ -23,153 +23,24 @@ import platform
 import random
 import resource
 import subprocess
-import sys
 import time
 import traceback
 import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from alignzoo import checkpoint, distributed, plugins
 from alignzoo.config import validate
+from alignzoo.context import RunContext, build_context, job_device  # noqa: F401 - RunContext re-exported
 from alignzoo.distributed import is_main_process
 from alignzoo.errors import AlignzooError, ConfigError, TrainingDivergedError
 from alignzoo.record import RECORD_FILE, RunRecord, read_record, write_record
 
+__all__ = ["RunContext", "is_main_process", "needs_reward", "run_job"]  # RunContext: re-exported for plugins
+
 log = logging.getLogger("alignzoo")
-
-
-@dataclass
-class RunContext:
-    """What an algorithm's ``train(config, ctx)`` gets: components, settings, logging and evaluation."""
-
-    cfg: DictConfig
-    job_dir: Path
-    seed: int
-    device: Any
-    train: Any  # TrainConfig
-    eval_cfg: Any  # EvalConfig
-    budget: Any  # BudgetConfig
-    record: RunRecord
-    registries: Any
-    built: dict[str, Any]
-    group: Optional[str] = None
-    task: Any = None
-    policy: Any = None
-    reference: Any = None
-    reward: Any = None
-    evaluators: dict[str, Any] = field(default_factory=dict)
-    loggers: list[Any] = field(default_factory=list)
-    last_step: int = 0
-    extra_metrics: dict[str, float] = field(default_factory=dict)  # final-only metrics (e.g. reward-model quality)
-    _eval_prompts: Optional[list[str]] = None
-    _train_metrics: dict[str, float] = field(default_factory=dict)
-    checkpoints: Any = None  # checkpoint.Checkpoints: where this job saves, and the checkpoint it resumes from
-
-    @property
-    def resolved_config(self) -> dict[str, Any]:
-        return self.record.config
-
-    @property
-    def cache_dir(self) -> Path:
-        return Path(self.built["run"].cache_dir)
-
-    # -- logging ----------------------------------------------------------------------------------------------
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        self.last_step = max(self.last_step, step)
-        if any(k.startswith("train/") for k in metrics):
-            self._train_metrics.update({k: float(v) for k, v in metrics.items() if k.startswith("train/")})
-        for logger in self.loggers:
-            logger.log(metrics, step)
-
-    def note(self, message: str, *, quiet: bool = False) -> None:
-        """Something a reader of the record must know (stage reuse, a skipped evaluator); also logged unless
-        ``quiet``."""
-        self.record.notes.append(message)
-        log.debug(message) if quiet else log.info(message)
-
-    def add_tokens(self, n: int) -> None:
-        self.record.tokens += int(n)
-
-    @contextmanager
-    def progress(self, total: int, desc: str) -> Iterator[Any]:
-        """A progress bar on rank 0 when the console logger asks for one and stderr is a terminal."""
-        console = self.built.get("logger", {}).get("console")
-        enabled = bool(console is not None and console.progress and is_main_process() and sys.stderr.isatty())
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
-        try:
-            yield bar
-        finally:
-            bar.close()
-
-    # -- components -------------------------------------------------------------------------------------------
-    def build_reward(self, name: str) -> Any:
-        """Build a registered reward by name with its default config (e.g. for ``evaluator.reward.reward``)."""
-        registry = self.registries["reward"]
-        # compose the default config inside this run's config, so ${budget.*} interpolations resolve
-        root = OmegaConf.create({k: self.cfg[k] for k in ("budget", "seed", "run")})
-        root["component"] = OmegaConf.structured(registry.get(name).config)
-        from alignzoo.rewards.checked import checked
-
-        return checked(registry.build(OmegaConf.to_object(root.component), self), name)
-
-    def preference_data(self) -> Any:
-        """The task's preference pairs as a ``datasets.Dataset`` (prompt / chosen / rejected text)."""
-        if not hasattr(self.task, "preference_data"):
-            raise AlignzooError(f"algo={self.cfg.algo.name} needs preference pairs, but task={self.task.name} has "
-                                "none; pick a task with preferences (e.g. task=hf_preferences)")
-        data = self.task.preference_data(self.policy)
-        skipped = getattr(self.task, "skipped_rows", 0)
-        message = (f"task={self.task.name}: skipped {skipped} rows with an empty chosen or rejected response (they "
-                   "carry no preference); clean the dataset to silence this")
-        if skipped and message not in self.record.notes:
-            self.note(message)
-        return data
-
-    # -- evaluation -------------------------------------------------------------------------------------------
-    def eval_prompts(self) -> list[str]:
-        if self._eval_prompts is None:
-            self._eval_prompts = list(self.task.eval_prompts(self.policy, self.eval_cfg.num_prompts))
-            if not self._eval_prompts:
-                raise AlignzooError(f"task={self.task.name} gave no evaluation prompts")
-        return self._eval_prompts
-
-    def evaluate(self, policy: Any, step: int) -> dict[str, float]:
-        """Sample the policy on the held-out prompts, run every evaluator, log ``eval/*`` at ``step``."""
-        import torch
-
-        from alignzoo.evaluators.samples import EvalSamples
-
-        if not self.evaluators or not is_main_process():  # under a launcher, rank 0 evaluates
-            return {}
-        was_training = policy.model.training
-        policy.model.eval()
-        seed = self.eval_cfg.seed if self.eval_cfg.seed is not None else self.seed
-        samples = EvalSamples.draw(policy, self.reference, self.eval_prompts(),
-                                   max_new_tokens=self.eval_cfg.max_new_tokens,
-                                   temperature=self.eval_cfg.temperature, seed=seed,
-                                   batch_size=self.eval_cfg.batch_size)
-        metrics: dict[str, float] = {}
-        with torch.no_grad():
-            for name, evaluator in self.evaluators.items():
-                for k, v in evaluator.evaluate(samples).items():
-                    metrics[f"eval/{k}"] = float(v)
-        self.record.history.append({"step": step, **metrics})
-        self.log(metrics, step)
-        if was_training:
-            policy.model.train()
-        return metrics
-
-    def maybe_evaluate(self, policy: Any, step: int) -> None:
-        every = self.train.eval_every
-        if every and step % every == 0 and step < self.train.steps:
-            self.evaluate(policy, step)
 
 
 def _versions() -> dict[str, str]:
@@ -225,9 +96,7 @@ def _seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _device(name: str) -> Any:
-    engine = distributed.current()
-    return distributed.job_device(name, engine.local_rank if engine.distributed else None)
+_device = job_device  # the labeling app and older plugins import it from here
 
 
 def needs_reward(algo_entry: Any) -> bool:
@@ -256,10 +125,10 @@ def _check_context(ctx: RunContext) -> None:
 
 
 def _build_components(ctx: RunContext) -> None:
+    from alignzoo.pipeline import build_policy
+
     regs, c, built = ctx.registries, ctx.cfg, ctx.built
-    ctx.task = regs["task"].build(built["task"], ctx)
-    initial = regs["model"].build(built["model"], ctx)
-    ctx.policy = ctx.task.prepare(ctx, initial) if hasattr(ctx.task, "prepare") else initial
+    build_policy(ctx)  # the task, the model, and the pipeline's starting policy (pretrain, SFT)
     lora = getattr(built["model"], "lora", None)
     lora = lora if lora is not None and lora.r > 0 else None
     if lora is None:
@@ -317,9 +186,7 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
         _seed_everything(cfg.seed, built["run"].threads)
         _quiet_libraries()
         engine = distributed.setup(device=built["run"].device, precision=built["run"].precision)
-        ctx = RunContext(cfg=cfg, job_dir=job_dir, seed=int(cfg.seed), device=_device(built["run"].device),
-                         train=built["train"], eval_cfg=built["eval"], budget=built["budget"], record=record,
-                         registries=state.registries, built=built, group=group)
+        ctx = build_context(cfg, built, state.registries, job_dir=job_dir, record=record, group=group)
         ctx.checkpoints = checkpoint.prepare(ctx)  # a damaged or foreign checkpoint stops the job here
         if is_main_process():
             for key, conf in built["logger"].items():

@@ -79,10 +79,10 @@ def build_context(overrides: list[str], job_dir: str | Path) -> Any:
     """A ``RunContext`` with task, policy, reference, reward and evaluators built (no training, no records)."""
     import torch
 
-    from alignzoo import plugins
+    from alignzoo import context, plugins
     from alignzoo.config import validate
     from alignzoo.record import RunRecord
-    from alignzoo.run import RunContext, _build_components
+    from alignzoo.run import _build_components
 
     cfg = compose_config(list(overrides))
     state = plugins.load()
@@ -90,9 +90,8 @@ def build_context(overrides: list[str], job_dir: str | Path) -> Any:
     if problems:
         raise ValueError(f"invalid overrides: {problems}")
     torch.manual_seed(int(cfg.seed))
-    ctx = RunContext(cfg=cfg, job_dir=Path(job_dir), seed=int(cfg.seed), device=torch.device("cpu"),
-                     train=built["train"], eval_cfg=built["eval"], budget=built["budget"],
-                     record=RunRecord("test", "running"), registries=state.registries, built=built)
+    ctx = context.build_context(cfg, built, state.registries, job_dir=job_dir, record=RunRecord("test", "running"),
+                                device=torch.device("cpu"))
     _build_components(ctx)
     return ctx
 
@@ -173,7 +172,7 @@ try:  # fixtures, when pytest is there
     @pytest.fixture
     def tiny_task(stage_cache: Path, tmp_path: Path) -> Any:
         """The embedded task at the smoke budget, prepared: ``.policy`` is its SFT policy, ``.task`` the task
-        (``task.preference_data(policy)``, ``task.ranking_data(policy)``, ``task.gold``)."""
+        (``ctx.preference_data()``, ``ctx.ranking_data()``, ``ctx.task.gold``)."""
         return build_context([*SMOKE_TASK, f"run.cache_dir={stage_cache}"], tmp_path)
 except ImportError:  # pragma: no cover
     pass

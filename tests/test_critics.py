@@ -4,7 +4,7 @@ win rate (docs/algorithms.md#judge-win-rate)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,18 +33,21 @@ class FixedJudge:
 
 
 def _ctx(critic_conf=None):
-    """The parts of a run context critics use (registries, build_reward, built, record)."""
+    """A run context with what critics use (registries, build_reward, built, record, set_critic), no run config."""
     from alignzoo import plugins
+    from alignzoo.context import RunContext
     from alignzoo.record import RunRecord
 
     regs = plugins.load().registries
 
-    def build_reward(name):
-        entry = regs["reward"].get(name)
-        return entry.factory(entry.config_class(), None)
+    class Ctx(RunContext):
+        def build_reward(self, name):  # the reward's default config, without a composed run config
+            entry = regs["reward"].get(name)
+            return entry.factory(entry.config_class(), None)
 
-    return SimpleNamespace(registries=regs, build_reward=build_reward, built={"critic": critic_conf},
-                           record=RunRecord("t", "running", config={}), device=torch.device("cpu"))
+    return Ctx(cfg=None, job_dir=Path("."), seed=0, device=torch.device("cpu"), train=None, eval_cfg=None,
+               budget=None, record=RunRecord("t", "running", config={}), registries=regs,
+               built={"critic": critic_conf})
 
 
 # -- judge math (docs/algorithms.md#constitutional-critics) ------------------------------------------------------------

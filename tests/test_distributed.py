@@ -162,7 +162,7 @@ def test_a_bf16_run_autocasts_its_forwards_and_still_starts_at_log2(tmp_path, pr
     import math
 
     base = ["task=hf_preferences", f"task.path={preference_dataset}", "algo=dpo", "train.steps=3",
-            "evaluator=[kl]"]
+            "evaluator=[kl]", "task.pretrain=false"]  # the random model, as before the pipeline pretrained it
     bf16 = run_tiny([*base, "run.precision=bf16"], tmp_path / "bf16")
     fp32 = run_tiny(base, tmp_path / "fp32")
     assert bf16.status == fp32.status == "ok", (bf16.error, fp32.error)

@@ -133,6 +133,42 @@ def test_hook_alignzoo_register_evaluators(tmp_path, preference_dataset):
     assert rec.status == "ok" and "eval/words" in rec.metrics
 
 
+def test_hook_alignzoo_register_labelers(tmp_path, preference_dataset):
+    import datasets
+
+    class Swap:  # a labeler that disagrees with every pair of the dataset
+        name = "swap"
+
+        def __init__(self, cfg, ctx):
+            pass
+
+        def feedback(self, pipe, policy):
+            pairs = pipe.task.preference_data(policy)
+
+            def build(out):
+                rows = {"prompt": pairs["prompt"], "chosen": pairs["rejected"], "rejected": pairs["chosen"]}
+                rows.update(completions=[[c, r] for c, r in zip(rows["chosen"], rows["rejected"])],
+                            ended=[[True, True]] * len(pairs), ranking=[[0, 1]] * len(pairs))
+                datasets.Dataset.from_dict(rows).save_to_disk(str(out / "data"))
+                return {"pairs": len(pairs)}
+
+            return pipe.stage("feedback_swap", {"n": len(pairs), **pipe.data_key}, build)
+
+    class P:
+        @hookimpl
+        def alignzoo_register_labelers(self, register):
+            register("swap", Swap, ProbeConfig(name="swap"))
+
+    _load(P())
+    rec = run_tiny(["task=hf_preferences", f"task.path={preference_dataset}", "labeler=swap", "algo=dpo",
+                    f"run.cache_dir={tmp_path / 'cache'}"], tmp_path / "job")
+    assert rec.status == "ok", rec.error
+    assert any(n.startswith("stage feedback_swap: built") for n in rec.notes), rec.notes
+    saved = datasets.load_from_disk(str(next((tmp_path / "cache" / "feedback_swap").glob("*/data"))))
+    original = datasets.load_from_disk(str(preference_dataset))
+    assert len(saved) == 108 and set(saved["chosen"]) <= set(original["rejected"])  # 120 pairs, 10% held out
+
+
 def test_hook_alignzoo_register_loggers(tmp_path, preference_dataset):
     seen = []
 

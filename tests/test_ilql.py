@@ -295,6 +295,7 @@ def _ctx(policy, steps=4, reward=None):
                             eval_every=0)
     notes, logs = [], []
     ctx = SimpleNamespace(policy=policy, task=task, reward=reward, train=train, seed=0, notes=notes, logs=logs,
+                          ranking_data=lambda: data,  # the pipeline's feedback (RunContext.ranking_data)
                           note=lambda msg, quiet=False: notes.append(msg), log=lambda m, step: logs.append(m),
                           progress=lambda total, desc: contextlib.nullcontext(SimpleNamespace(update=lambda n: None)),
                           add_tokens=lambda n: None, maybe_evaluate=lambda pol, step: None)

@@ -293,12 +293,20 @@ def test_cli_refuses_a_public_address_without_a_token_and_prints_reports(tmp_pat
 
 # -- the feedback stage (labeler=human) and the labels as a dataset -------------------------------------------------
 def _fake_task(tmp_path):
-    from alignzoo.tasks.sentiment import GoldReward, SentimentConfig
+    """What the human labeler's stage reads of the pipeline: its context, the task's gold scorer, the data key."""
+    from alignzoo.pipeline.labelers import SimulatedLabelerConfig
+    from alignzoo.tasks.sentiment import GoldReward
 
     notes = []
     ctx = SimpleNamespace(cache_dir=tmp_path / "cache", note=lambda m: None, record=SimpleNamespace(notes=notes))
-    cfg = SentimentConfig(corpus_size=20000, pretrain_steps=1, sft_steps=1, feedback_prompts=1, max_new_tokens=4)
-    return SimpleNamespace(gold=GoldReward(frozenset("great awful film was".split())), cfg=cfg, ctx=ctx)
+    return SimpleNamespace(gold=GoldReward(frozenset("great awful film was".split())), labeler=SimulatedLabelerConfig(),
+                           ctx=ctx, data_key={})
+
+
+def _pool(task):
+    from alignzoo.pipeline.labelers import annotators
+
+    return annotators(task.labeler, seed=0)
 
 
 def test_human_feedback_needs_usable_labels(tmp_path):
@@ -306,12 +314,12 @@ def test_human_feedback_needs_usable_labels(tmp_path):
 
     task = _fake_task(tmp_path)
     with pytest.raises(DataError, match=r"nowhere does not exist; give the folder written by `alignzoo label"):
-        human_feedback(task, None, str(tmp_path / "nowhere"))
+        human_feedback(task, None, str(tmp_path / "nowhere"), pool=_pool(task))
     s = _session(tmp_path, n=2)
     _judge(s, "ann", s.items[0], judgment="tie")
     _judge(s, "ann", s.items[1], judgment="both_bad")
     with pytest.raises(DataError, match=r"holds no usable judgments \(2 judgment\(s\), 2 of them ties or both bad\)"):
-        human_feedback(task, None, str(s.folder))
+        human_feedback(task, None, str(s.folder), pool=_pool(task))
 
 
 def test_human_feedback_builds_the_simulated_stage_columns_with_gold_and_agreement(tmp_path):
@@ -329,7 +337,7 @@ def test_human_feedback_builds_the_simulated_stage_columns_with_gold_and_agreeme
     _judge(s, "ann", s.items[1], (0, 1))
     _judge(s, "ann", s.items[2], judgment="tie")
     task = _fake_task(tmp_path)
-    result = human_feedback(task, None, str(s.folder))
+    result = human_feedback(task, None, str(s.folder), pool=_pool(task))
     data = datasets.load_from_disk(str(result.path / "data"))
     assert data.column_names == list(COLUMNS) and len(data) == 2
     gold = task.gold.score([], [" great", " awful", " awful great", " great great"], [True] * 4).tolist()
@@ -339,13 +347,13 @@ def test_human_feedback_builds_the_simulated_stage_columns_with_gold_and_agreeme
     m = result.meta
     assert (m["pairs"], m["ties"], m["both_bad"], m["agreement_with_gold"]) == (2, 1, 0, 0.5)
     assert math.isnan(m["inter_annotator_agreement"])  # a single annotator
-    t = task.cfg.annotator_temperature
+    t = task.labeler.annotator_temperature
     expected = (bradley_terry(gold[0] - gold[1], t) + bradley_terry(gold[2] - gold[3], t)) / 2
     assert m["agreement_with_simulated"] == pytest.approx(expected)
     assert "2 human pairs" in task.ctx.record.notes[-1]
-    assert human_feedback(task, None, str(s.folder)).reused  # cached by the labels' content hash
+    assert human_feedback(task, None, str(s.folder), pool=_pool(task)).reused  # cached by the labels' content hash
     _judge(s, "bob", s.items[0], (1, 0))
-    again = human_feedback(task, None, str(s.folder / "labels.jsonl"))
+    again = human_feedback(task, None, str(s.folder / "labels.jsonl"), pool=_pool(task))
     assert not again.reused and again.meta["pairs"] == 3 and again.meta["inter_annotator_agreement"] == 0.0
 
 

@@ -65,7 +65,7 @@ def test_ensemble_is_more_uncertain_far_from_the_feedback_data(smoke_cache, tmp_
     from alignzoo.rewards.learned import EnsembleConfig, build_ensemble
 
     ens = build_ensemble(EnsembleConfig(), ctx)
-    data = ctx.task.ranking_data(ctx.policy)
+    data = ctx.ranking_data()
     prompts = [r["prompt"] for r in data][:64]
     inside = [r["completions"][0] for r in data][:64]
     g = torch.Generator().manual_seed(0)
@@ -84,7 +84,7 @@ def _context_for(cache, tmp_path):
 
 
 def test_kwise_plackett_luce_reward_model_trains_on_rankings(smoke_cache, tmp_path):
-    rec = run_tiny([*SMOKE, "reward=learned", "reward.loss=pl", "task.completions_per_prompt=4",
+    rec = run_tiny([*SMOKE, "reward=learned", "reward.loss=pl", "pipeline.completions_per_prompt=4",
                     f"run.cache_dir={smoke_cache}"], tmp_path, tiny=False)
     assert rec.status == "ok", rec.error
     meta = json.loads(next(p for p in (smoke_cache / "reward_model").glob("*/reward_model.json")

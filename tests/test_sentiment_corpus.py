@@ -5,8 +5,8 @@ import time
 import pytest
 
 from alignzoo.rewards.sentiment import vader_scores
-from alignzoo.tasks import sentiment_corpus as sc
-from alignzoo.tasks.sentiment_corpus import corpus_vocabulary, generate_corpus, make_prompts, split_corpus
+from alignzoo.tasks.sentiment import corpus as sc
+from alignzoo.tasks.sentiment.corpus import corpus_vocabulary, generate_corpus, make_prompts, split_corpus
 
 
 @pytest.fixture(scope="module")

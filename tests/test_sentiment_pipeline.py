@@ -72,7 +72,7 @@ def test_two_jobs_on_an_empty_cache_build_each_stage_once(tmp_path):
     cache = tmp_path / "cache"
     env = {**os.environ, "ALIGNZOO_PLUGINS": ""}
     args = [sys.executable, "-m", "alignzoo", "run", *SMOKE, "algo=sft", f"run.cache_dir={cache}",
-            "budget.pretrain_steps=20", "budget.eval_prompts=16"]
+            "pipeline.pretrain_steps=20", "budget.eval_prompts=16"]
     procs = [subprocess.Popen([*args, f"seed={i}", f"hydra.run.dir={tmp_path}/job{i}"], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     for p in procs:
@@ -94,8 +94,7 @@ def test_feedback_size_is_in_the_tokenizer_key_because_it_moves_the_training_spl
     from alignzoo.tasks.sentiment import SentimentConfig, SentimentTask
 
     ctx = SimpleNamespace(cache_dir=str(tmp_path), note=lambda *a, **k: None)
-    tasks = [SentimentTask(SentimentConfig(corpus_size=20000, pretrain_steps=1, sft_steps=1, feedback_prompts=n,
-                                           max_new_tokens=8), ctx) for n in (128, 256)]
+    tasks = [SentimentTask(SentimentConfig(corpus_size=20000, feedback_prompts=n), ctx) for n in (128, 256)]
     assert tasks[0].splits["train"] != tasks[1].splits["train"]
     for task in tasks:
         task.tokenizer(300)

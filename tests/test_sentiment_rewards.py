@@ -5,7 +5,7 @@ import math
 import pytest
 
 from alignzoo.rewards.sentiment import gold_scores, repeat_share, vader_scores, vocabulary_share, words
-from alignzoo.tasks.sentiment_corpus import corpus_vocabulary, generate_corpus
+from alignzoo.tasks.sentiment.corpus import corpus_vocabulary, generate_corpus
 
 FLUENT = "the acting was wonderful and the plot felt fresh"
 

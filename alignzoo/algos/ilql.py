@@ -255,8 +255,8 @@ def completions_with_rewards(ctx: Any, source: str) -> tuple[list[str], list[str
     """Every completion of the task's feedback dataset: prompts, completions, ended, group (the index of its
     prompt row) and the raw rewards ``Tensor[n]``."""
     task = ctx.task
-    if hasattr(task, "ranking_data"):
-        data = task.ranking_data(ctx.policy)
+    data = ctx.ranking_data()  # the pipeline's feedback, when the labeler made one
+    if data is not None:
         prompts = [p for p, cs in zip(data["prompt"], data["completions"]) for _ in cs]
         groups = [i for i, cs in enumerate(data["completions"]) for _ in cs]
         completions = [c for cs in data["completions"] for c in cs]

@@ -53,9 +53,9 @@ def use_ai_feedback(ctx: Any) -> Any:
     """Build the run's critic (``labeler=critic`` is already applied: ``RLAIFConfig.LABELER``); the record shows it."""
     from alignzoo.critics import build_critic
 
-    if not hasattr(ctx.task, "feedback"):
-        raise AlignzooError(f"algo=rlaif needs a task whose feedback stage a critic can label (task=sentiment); "
-                            f"task={ctx.task.name} has none")
+    if not (ctx.pipeline.feedback_prompts or hasattr(ctx.task, "preference_data")):
+        raise AlignzooError(f"algo=rlaif needs comparisons a critic can label: feedback prompts or preference pairs "
+                            f"(e.g. task=sentiment); task={ctx.task.name} has neither")
     critic = build_critic(ctx, default=True)
     ctx.note(f"rlaif: critic {critic.name}, constitution {critic.constitution.name} "
              f"({', '.join(p.name for p in critic.constitution.principles)}), inner optimizer {ctx.cfg.algo.inner}")
@@ -101,7 +101,7 @@ def train(cfg: RLAIFConfig, ctx: Any) -> Any:
     if cfg.sl_cai:
         start_from_sl_cai(cfg, ctx, critic)
     if cfg.inner != "none":  # label now: the note and feedback/* metrics are in the record whatever follows
-        ctx.task.feedback(ctx.policy)
+        ctx.feedback()
     if cfg.inner == "dpo":
         from alignzoo.algos import dpo
 

@@ -15,9 +15,8 @@ DEFAULT_CRITIC = "rule"
 
 def build_critic(ctx: Any, *, default: bool = False) -> Any:
     """The run's critic, built once per run and kept on the context (``ctx.critic``)."""
-    cached = getattr(ctx, "_alignzoo_critic", None)
-    if cached is not None:
-        return cached
+    if ctx.critic is not None:
+        return ctx.critic
     conf = ctx.built.get("critic")
     if conf is None:
         if not default:
@@ -29,8 +28,5 @@ def build_critic(ctx: Any, *, default: bool = False) -> Any:
         conf = OmegaConf.to_object(OmegaConf.structured(entry.config))
         ctx.built["critic"] = conf
     critic = ctx.registries["critic"].build(conf, ctx)
-    if ctx.record.config.get("critic") is None:  # the record shows the critic that labelled, not `null`
-        ctx.record.config["critic"] = {"name": critic.name, "constitution": critic.constitution.as_dict(),
-                                       "principles": critic.principle_mode, **getattr(critic, "settings", {})}
-    setattr(ctx, "_alignzoo_critic", critic)
+    ctx.set_critic(critic)  # the record shows the critic that labelled, not `null`
     return critic

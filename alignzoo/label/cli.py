@@ -53,17 +53,18 @@ def parser() -> argparse.ArgumentParser:
 
 def _simulated_pool(overrides: list[str]) -> Optional[list[Any]]:
     """The simulated annotator pool the task config describes (task=sentiment), to compare humans with it."""
+    from omegaconf import OmegaConf
+
+    from alignzoo.pipeline.labelers import SimulatedLabelerConfig, annotators
     from alignzoo.testing import compose_config
 
     cfg = compose_config(list(overrides))
-    t = cfg.task
-    if t.get("name") != "sentiment":
+    if cfg.task.get("name") != "sentiment":
         return None
-    from alignzoo.stages.feedback import annotator_pool
-
-    return annotator_pool(int(t.annotators), temperature=float(t.annotator_temperature), flip_rate=float(t.flip_rate),
-                          noise=float(t.annotator_noise), length_bias=float(t.annotator_length_bias),
-                          seed=int(t.stage_seed))
+    labeler = cfg.get("labeler")
+    simulated = (OmegaConf.to_object(labeler) if labeler is not None and labeler.get("name") == "simulated"
+                 else SimulatedLabelerConfig())  # the pool labeler=simulated would use
+    return annotators(simulated, seed=int(cfg.pipeline.stage_seed))
 
 
 def report(folder: str | Path, overrides: list[str]) -> str:

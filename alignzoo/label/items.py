@@ -103,7 +103,8 @@ def items_from_policy(overrides: list[str], *, k: Optional[int], limit: int, see
     from alignzoo.config import validate
     from alignzoo.errors import ConfigError
     from alignzoo.record import RunRecord
-    from alignzoo.run import RunContext, _device, _quiet_libraries, _seed_everything
+    from alignzoo.context import build_context
+    from alignzoo.run import _quiet_libraries, _seed_everything
     from alignzoo.stages.cache import stage_key
     from alignzoo.testing import compose_config
 
@@ -116,19 +117,14 @@ def items_from_policy(overrides: list[str], *, k: Optional[int], limit: int, see
     seed = int(cfg.seed) if seed is None else seed
     _seed_everything(seed, built["run"].threads)
     _quiet_libraries()
-    ctx = RunContext(cfg=cfg, job_dir=out, seed=seed, device=_device(built["run"].device), train=built["train"],
-                     eval_cfg=built["eval"], budget=built["budget"], record=RunRecord("label", "running"),
-                     registries=state.registries, built=built)
-    regs = state.registries
-    ctx.task = task = regs["task"].build(built["task"], ctx)
-    initial = regs["model"].build(built["model"], ctx)
-    policy = ctx.policy = task.prepare(ctx, initial) if hasattr(task, "prepare") else initial
-    prompts = list(getattr(task, "prompts", {}).get("feedback") or task.train_prompts(policy))[:limit]
+    ctx = build_context(cfg, built, state.registries, job_dir=out, record=RunRecord("label", "running"), seed=seed,
+                        policy=True)
+    task, policy = ctx.task, ctx.policy
+    prompts = list(ctx.pipeline.feedback_prompts or task.train_prompts(policy))[:limit]
     if not prompts:
         raise DataError(f"task={task.name} gave no prompts to label")
-    tcfg = built["task"]
-    k = k or getattr(tcfg, "completions_per_prompt", 2)
-    max_new = getattr(tcfg, "max_new_tokens", built["eval"].max_new_tokens)
+    k = k or built["pipeline"].completions_per_prompt
+    max_new = built["pipeline"].max_new_tokens
     repeated = [p for p in prompts for _ in range(k)]
     gen = torch.Generator(device=policy.device).manual_seed(seed)
     texts, ended = [], []

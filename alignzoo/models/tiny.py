@@ -18,11 +18,11 @@ from alignzoo.models.lora import LoraConfig
 @dataclass
 class TinyModelConfig:
     name: str = "tiny"
-    n_layer: int = II("budget.model_layers")  # transformer blocks
+    n_layer: int = II("pipeline.model_layers")  # transformer blocks
     n_head: int = 4  # attention heads
-    n_embd: int = II("budget.model_width")  # hidden width
+    n_embd: int = II("pipeline.model_width")  # hidden width
     n_positions: int = 128  # context length in tokens
-    vocab_size: int = II("budget.vocab_size")  # size of the BPE vocabulary trained on the task's text
+    vocab_size: int = II("pipeline.vocab_size")  # size of the BPE vocabulary trained on the task's text
     dropout: float = 0.0  # off by default: dropout breaks the DPO log-2 invariant and PPO's ratio = 1
     tokenizer: Optional[str] = None  # a tokenizer directory; None: the task's tokenizer or one trained on its text
     lora: LoraConfig = field(default_factory=LoraConfig)  # LoRA adapters for training (model.lora.r=8); r=0: off
@@ -53,7 +53,8 @@ def build_tokenizer(cfg: TinyModelConfig, task: Any):
         tok = own(cfg.vocab_size)
         if tok is not None:
             return tok
-    return train_bpe_tokenizer(task.tokenizer_texts(), cfg.vocab_size)
+    texts = task.tokenizer_texts() if hasattr(task, "tokenizer_texts") else (task.corpus() or {}).get("train", [])
+    return train_bpe_tokenizer(texts, cfg.vocab_size)  # a data-only task: its pretraining corpus
 
 
 def build_tiny(cfg: TinyModelConfig, ctx: Any) -> Policy:

@@ -61,8 +61,9 @@ class LearnedRewardConfig:
 def _feedback_source(ctx: Any) -> tuple[Any, dict[str, Any]]:
     """The task's feedback (K-wise rankings when it has them) and what identifies it for the cache."""
     task = ctx.task
-    if hasattr(task, "ranking_data") and hasattr(task, "feedback"):
-        return task.ranking_data(ctx.policy), {"feedback": task.feedback(ctx.policy).key}
+    feedback = ctx.feedback()  # the pipeline's feedback stage, when the labeler made one
+    if feedback is not None:
+        return ctx.ranking_data(), {"feedback": feedback.key}
     if hasattr(task, "preference_data"):
         ident = {"task": task.name, "config": getattr(task, "cfg", None).__dict__ if hasattr(task, "cfg") else None}
         return task.preference_data(ctx.policy), ident

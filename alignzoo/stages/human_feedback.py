@@ -28,18 +28,10 @@ def feedback_rows(pairs: list[dict[str, Any]], gold: list[list[float]], ended: l
                     for r, g, e in zip(pairs, gold, ended)])
 
 
-def _simulated_pool(task: Any) -> list[Any]:
-    from alignzoo.stages.feedback import annotator_pool
-
-    c = getattr(task, "cfg", None)
-    if c is None or not hasattr(c, "annotator_temperature"):
-        return []
-    return annotator_pool(c.annotators, temperature=c.annotator_temperature, flip_rate=c.flip_rate,
-                          noise=c.annotator_noise, length_bias=c.annotator_length_bias, seed=c.stage_seed)
-
-
-def human_feedback(task: Any, policy: Any, path: str | Path) -> StageResult:
-    """The feedback stage's result for the labels in ``path`` (cached by their content hash)."""
+def human_feedback(pipe: Any, policy: Any, path: str | Path, *, pool: list[Any] | None = None) -> StageResult:
+    """The feedback stage's result for the labels in ``path`` (cached by their content hash). ``pipe`` gives
+    ``ctx``, the task's ``gold`` scorer (or None) and ``data_key``; ``pool``: the simulated annotators the people's
+    agreement is measured against (none: not measured)."""
     from alignzoo.label.agreement import is_pair, simulated_reference, summarize
     from alignzoo.label.store import labels_file, latest_judgments, read_jsonl, read_labels
 
@@ -57,10 +49,11 @@ def human_feedback(task: Any, policy: Any, path: str | Path) -> StageResult:
     good = read_jsonl(f).good_bytes
     with open(f, "rb") as fh:
         digest = hashlib.sha256(fh.read(good)).hexdigest()
-    gold_fn = getattr(task, "gold", None)
+    gold_fn = getattr(pipe, "gold", None)
     config: dict[str, Any] = {"labels_sha256": digest, "format": FORMAT,
                               "gold": getattr(gold_fn, "missing_eos_penalty", None) if gold_fn else None,
-                              **getattr(task, "_corpus_key", {})}
+                              **(getattr(pipe, "data_key", None) or {})}
+    pool = list(pool or [])
 
     def build(out: Path) -> dict[str, Any]:
         import datasets
@@ -78,7 +71,6 @@ def human_feedback(task: Any, policy: Any, path: str | Path) -> StageResult:
                     for r in pairs]
         scored = [{**r, "gold": g} for r, g in zip(pairs, gold)]
         datasets.Dataset.from_dict(feedback_rows(pairs, gold, ended)).save_to_disk(str(out / "data"))
-        pool = _simulated_pool(task)
         refs = {"simulated": simulated_reference(pool)} if pool else {}
         summary = summarize([*scored, *(r for r in rows if not is_pair(r))], refs)
         inter = summary["inter_annotator"]
@@ -97,7 +89,7 @@ def human_feedback(task: Any, policy: Any, path: str | Path) -> StageResult:
             "mean_gold": float(sum(sum(g) for g in gold) / sum(len(g) for g in gold)),
         }
 
-    ctx = task.ctx
+    ctx = pipe.ctx
     result = run_stage(ctx.cache_dir, "feedback_human", config, build, note=ctx.note)
     m = result.meta
     ctx.record.notes.append(

@@ -1,13 +1,26 @@
-"""What a task provides. A task is any object with these methods (only those its algorithms need):
+"""What a task provides: data only. The pipeline (``alignzoo.pipeline``, driven by the run) turns it into the
+starting policy, the feedback, the reward model and the optimizer's inputs; a task runs no stage itself.
 
-- ``tokenizer_texts() -> Iterable[str]``: text to train a tokenizer on for ``model=tiny``;
-- ``tokenizer(vocab_size) -> tokenizer | None``: optionally, the task's own tokenizer;
-- ``preference_data(policy) -> datasets.Dataset`` with text columns ``prompt``, ``chosen``, ``rejected``;
-- ``eval_prompts(policy, n) -> list[str]``: held-out prompts for evaluators;
-- ``train_prompts(policy) -> list[str]``: prompts for online RL;
-- ``gold``: optionally, a gold reward (``score(prompts, completions, ended) -> Tensor``) for gold evaluators;
-- ``prepare(ctx, policy) -> Policy``: optionally, pipeline stages (pretrain, SFT) that turn the initial
-  policy into the one algorithms start from.
+A task is any object with a ``name`` and the methods its algorithms need (each optional unless marked):
+
+- ``eval_prompts(policy, n) -> list[str]`` (required): held-out prompts for evaluators;
+- ``train_prompts(policy) -> list[str]``: prompts for online RL (PPO, GRPO, ...);
+- ``feedback_prompts() -> list[str]``: prompts whose K sampled completions the labeler judges (``labeler=
+  simulated|critic``); without them, the feedback is the task's own pairs (``labeler=dataset``, or the critic
+  relabels those pairs);
+- ``corpus() -> {"train": [text], "val": [text]} | None``: text to pretrain a randomly initialised model on
+  (``model=tiny``); ``val`` is optional (the held-out perplexity);
+- ``demonstrations() -> (prompts, completions) | None``: what SFT fine-tunes on (also PPO-ptx's data);
+  ``sft_on_given_models`` (default True) says whether a given, pretrained model (``model=hf``) is fine-tuned too;
+- ``preference_data(policy) -> datasets.Dataset`` with text columns ``prompt``, ``chosen``, ``rejected``: the
+  task's own preference pairs;
+- ``gold``: a gold scorer (``score(prompts, completions, ended) -> Tensor``) for gold evaluators and the
+  simulated labeler;
+- ``data_key() -> dict``: what identifies the data in stage-cache keys (default: the task's name and config);
+- ``tokenizer_texts() -> Iterable[str]`` / ``tokenizer(vocab_size) -> tokenizer | None``: text to train
+  ``model=tiny``'s tokenizer on, or the task's own tokenizer.
+
+``tests/test_pipeline.py`` defines a task in a few lines of data and runs PPO, DPO and RLAIF through every stage.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ class HFPreferencesConfig:
     prompt_column: str = "prompt"
     chosen_column: str = "chosen"
     rejected_column: str = "rejected"
+    pretrain: bool = True  # a randomly initialised model (model=tiny) is first pretrained on the dataset's text
+    sft: Optional[bool] = None  # fine-tune on the chosen responses; None: when the pipeline pretrained the model
 
     def problems(self) -> list[str]:
         out = []
@@ -341,6 +343,52 @@ class HFPreferencesTask:
             for col in (c.prompt_column, c.chosen_column, c.rejected_column):
                 v = ex[col]
                 yield v if isinstance(v, str) else " ".join(m.get("content", "") for m in v)
+
+    # -- the data the pipeline reads (alignzoo.tasks.base) ----------------------------------------------------
+    def corpus(self) -> Optional[dict[str, list[str]]]:
+        """Pretraining text (``task.pretrain``): each prompt followed by each of its responses from the training
+        split; the eval split's (first 200 rows) for the held-out perplexity."""
+        c = self.cfg
+        if not c.pretrain:
+            return None
+
+        def texts(rows: Any) -> list[str]:
+            return [_text(ex[c.prompt_column]) + _text(ex[col]) for ex in rows
+                    for col in (c.chosen_column, c.rejected_column)]
+
+        return {"train": texts(self.train), "val": texts(self.evals.select(range(min(200, len(self.evals)))))}
+
+    def demonstrations(self) -> Optional[tuple[list[str], list[str]]]:
+        """SFT demonstrations (``task.sft``): each text prompt with its chosen response (empty ones left out)."""
+        c = self.cfg
+        if c.sft is False:
+            return None
+        prompts, completions = [], []
+        for ex in self.train:
+            p, ch = ex[c.prompt_column], ex[c.chosen_column]
+            if isinstance(p, str) and isinstance(ch, str) and ch.strip():
+                prompts.append(p)
+                completions.append(ch)
+        return prompts, completions
+
+    @property
+    def sft_on_given_models(self) -> bool:
+        """A given model (model=hf) is fine-tuned on the chosen responses only when asked (task.sft=true)."""
+        return self.cfg.sft is True
+
+    def data_key(self) -> dict[str, Any]:
+        """The dataset's identity in stage keys: where it came from and a hash of the rows the task uses."""
+        from alignzoo.pipeline import texts_key
+
+        c = self.cfg
+        cols = [self.train[col] for col in (c.prompt_column, c.chosen_column, c.rejected_column)]
+        return {"hf_preferences": {"path": c.path, "split": c.split, "rows": len(self.train),
+                                   "content": texts_key(*cols, self.evals[c.prompt_column])}}
+
+
+def _text(value: Any) -> str:
+    """A column value as plain text (messages: their contents joined)."""
+    return value if isinstance(value, str) else " ".join(m.get("content", "") for m in value)
 
 
 def build_hf_preferences(cfg: HFPreferencesConfig, ctx: Any) -> HFPreferencesTask:
