@@ -193,15 +193,16 @@ def test_resume_false_moves_old_checkpoints_aside_and_starts_over(tmp_path, dpo_
 
 
 def _bare_ctx(tmp_path):
-    """The least a RunContext must offer ``checkpoint.save``: its manager, record, metrics and notes."""
+    """The least a RunContext must offer ``checkpoint.save``: its manager, record, progress and notes."""
     from types import SimpleNamespace
 
     from alignzoo.record import RunRecord
 
     record = RunRecord("t", "running", config={"algo": {"name": "x"}})
     manager = checkpoint.Checkpoints(tmp_path / "checkpoints", every=1, keep=1, config={})
-    return SimpleNamespace(checkpoints=manager, record=record, _train_metrics={}, last_step=0,
-                           note=record.notes.append)
+    progress = {"history": record.history, "train_metrics": {}, "tokens": 0, "last_step": 0}
+    return SimpleNamespace(checkpoints=manager, record=record, note=record.notes.append,
+                           progress_state=lambda: progress)
 
 
 def test_a_full_disk_at_the_rename_keeps_the_earlier_checkpoint_of_the_same_step(tmp_path, monkeypatch):

@@ -198,7 +198,9 @@ def test_each_builtin_module_registers_its_own_code():
                     impl.function(register=lambda name, factory, config, description="", _m=module_name:
                                   seen.setdefault((caller.name, name), (_m, factory.__module__)))
     assert len(seen) == sum(len(names) for names in state.plugins[0].components.values())
-    elsewhere = {key: where for key, where in seen.items() if where[0] != where[1]}
+    # a module registers its own code; a package (e.g. alignzoo.tasks.sentiment) may register its submodules' code
+    elsewhere = {key: where for key, where in seen.items()
+                 if where[0] != where[1] and not where[1].startswith(where[0] + ".")}
     assert not elsewhere, f"registered away from their code: {elsewhere}"
     assert {e.provider for kind in state.registries.values() for e in kind.entries()} == {"alignzoo"}
 
@@ -299,7 +301,7 @@ def test_misspelled_hook_breaks_the_whole_plugin_and_names_the_closest_hook():
     assert info["nosuch"].error == (
         "unknown hooks alignzoo_register_tsks (did you mean alignzoo_register_tasks?), alignzoo_setup (the hooks are "
         "alignzoo_config_searchpath, alignzoo_register_algos, alignzoo_register_critics, alignzoo_register_evaluators, "
-        "alignzoo_register_loggers, alignzoo_register_models, alignzoo_register_rewards, alignzoo_register_tasks, "
+        "alignzoo_register_labelers, alignzoo_register_loggers, alignzoo_register_models, alignzoo_register_rewards, alignzoo_register_tasks, "
         "alignzoo_run_end); rename the functions to hooks of alignzoo.hookspecs")
     assert not info["good"].broken and "echo" in state.registries["algo"] and not info["alignzoo"].broken
 
