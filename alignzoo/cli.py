@@ -139,12 +139,13 @@ def cmd_run(args: list[str]) -> int:
         return _hydra_main(parsed.args)
     options = config_groups.group_options(parsed.ns, config_path=CONFIG_PATH, config_name=CONFIG_NAME,
                                           task_function=_run_hydra_job)
-    problems = (hydra_args.flag_problems(parsed.ns) + check_component_overrides(parsed.ns.overrides, state.registries,
-                                                                                options)
+    problems = (check_component_overrides(parsed.ns.overrides, state.registries, options)
                 + check_output_dir(parsed.args))
     if problems:
         return _refuse(problems)
-    problems = check_config_targets(parsed.args)  # before Hydra instantiates anything the config names
+    # before Hydra instantiates anything the config names; then the flag combinations Hydra would end in a
+    # traceback (the guard's findings come first: `-m ... --cfg job` is how one checks a sweep without running it)
+    problems = check_config_targets(parsed.args) or hydra_args.flag_problems(parsed.ns)
     if problems:
         return _refuse(problems)
     return _hydra_main(parsed.args)
