@@ -1,8 +1,9 @@
-"""``alignzoo run|plugins|board|demo|label`` (also ``python -m alignzoo``).
+"""``alignzoo run|plugins|board|config|demo|label`` (also ``python -m alignzoo``).
 
 ``run`` hands its arguments to Hydra (overrides, ``-m`` sweeps, ``--cfg job``, ``--help``) after loading plugins, so
-registered components are in Hydra's ConfigStore before it composes. Component names are checked first, so a
-typo gets "did you mean" instead of a Hydra stack trace.
+registered components are in Hydra's ConfigStore and the plugins' config folders on its search path before it
+composes. The command line is parsed and put in the order Hydra's parser takes (``alignzoo/hydra_args.py``), and
+component and preset names are checked first, so a typo gets "did you mean" instead of a Hydra stack trace.
 """
 
 from __future__ import annotations
@@ -246,8 +247,8 @@ def cmd_config(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="alignzoo config", description="The config files shipped in the package.")
     sub = parser.add_subparsers(dest="action", metavar="{path,list}", required=True)
     path = sub.add_parser("path", help="print the absolute path of a shipped config file",
-                          description="Print the absolute path of a shipped config file, e.g. for "
-                                      "`accelerate launch --config_file \"$(alignzoo config path accelerate/ddp.yaml)\"`.")
+                          description="Print the absolute path of a shipped config file, e.g. for `accelerate "
+                                      "launch --config_file \"$(alignzoo config path accelerate/ddp.yaml)\"`.")
     path.add_argument("name", metavar="NAME", help="relative to the package's conf/ folder, e.g. accelerate/ddp.yaml")
     sub.add_parser("list", help="list the shipped config files", description="List the shipped config files.")
     ns = parser.parse_args(args)
@@ -275,30 +276,34 @@ COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "board": cmd_board, "config"
 
 def main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        sys.exit(0 if argv else 2)
-    command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        print(f"alignzoo: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-        sys.exit(2)
     guard = closed_pipe.install()
     try:
-        code = _run(command, rest, guard)
+        code = _run(argv, guard)
     finally:
         closed_pipe.uninstall(guard)
     sys.exit(code)
 
 
-def _run(command: str, rest: list[str], guard: closed_pipe.StdoutGuard) -> object:
-    """The command's exit code: its return value, its ``sys.exit`` (Hydra's), 2 for an ``AlignzooError``, and
-    ``closed_pipe.CLOSED_PIPE_EXIT`` when its stdout reader went away (documented in the README)."""
+def _dispatch(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"alignzoo: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    return COMMANDS[command](rest)
+
+
+def _run(argv: list[str], guard: closed_pipe.StdoutGuard) -> object:
+    """The command's exit code: its return value, its ``sys.exit`` (Hydra's, argparse's), 2 for an
+    ``AlignzooError``, and ``closed_pipe.CLOSED_PIPE_EXIT`` when its stdout reader went away (see the README)."""
     try:
-        code = COMMANDS[command](rest)
+        code = _dispatch(argv)
     except AlignzooError as exc:
         print(f"alignzoo: error: {exc}", file=sys.stderr)
         code = 2
-    except SystemExit as exc:  # Hydra ends --help and a failed job with sys.exit
+    except SystemExit as exc:  # Hydra ends --help and a failed job with sys.exit, argparse a bad flag
         code = exc.code
     except BrokenPipeError:  # written around sys.stdout (os.write, a saved reference): the same quiet end
         guard.divert()

@@ -72,3 +72,17 @@ def group_options(ns: argparse.Namespace, *, config_path: Optional[str], config_
         return {}
     finally:
         GlobalHydra.instance().clear()
+
+
+def options_for(overrides: list[str]) -> dict[str, list[str]]:
+    """``group_options`` for a command that takes overrides only and composes alignzoo's primary config
+    (``alignzoo label``), with the plugins' folders installed."""
+    from hydra._internal.utils import get_args_parser
+
+    from alignzoo import cli
+
+    install()
+    ns = get_args_parser().parse_args([])
+    ns.overrides = list(overrides)
+    return group_options(ns, config_path=cli.CONFIG_PATH, config_name=cli.CONFIG_NAME,
+                         task_function=cli._run_hydra_job)

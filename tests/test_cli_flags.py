@@ -86,6 +86,12 @@ def test_a_typo_of_a_preset_suggests_it(examples, capsys, monkeypatch):
     assert ", kto, kto_strong, ppo," in err
 
 
+def test_label_knows_plugin_presets_too(examples, tmp_path, capsys, monkeypatch):
+    code, _, err = in_process(["label", "--out", str(tmp_path / "labels"), "algo=kto_strnog"], capsys, monkeypatch)
+    assert code == 2 and "unknown algo 'kto_strnog'. Did you mean algo=kto_strong?" in err
+    assert not (tmp_path / "labels").exists()
+
+
 def test_check_component_overrides_knows_config_files_of_every_group():
     registries = plugins.load(reload=True).registries
     options = {"algo": ["dpo", "my_preset"], "experiment": ["frontier", "zoo"], "critic/constitution": ["hh"]}
@@ -116,7 +122,8 @@ PERMUTATIONS = [
     (["--cfg", "job", "algo=ipo"], ["  name: ipo"]),
     (["-c", "job", "algo=ipo", "seed=7"], ["  name: ipo", "seed: 7"]),
     (["algo=ipo", "--cfg", "job", "seed=7"], ["  name: ipo", "seed: 7"]),  # overrides on both sides of a flag
-    (["algo=kto_strong", "--cfg", "job", "--resolve", "budget=quick"], ["  beta: 0.3", "  steps: 50\n  batch_size: 32"]),
+    (["algo=kto_strong", "--cfg", "job", "--resolve", "budget=quick"],
+     ["  beta: 0.3", "  steps: 50\n  batch_size: 32"]),
     (["--cfg", "job", "algo=ipo"], ["steps: ${budget.steps}"]),  # without --resolve, interpolations stay
     (["algo=ipo", "-p", "algo", "--cfg", "job"], ["name: ipo"]),
     (["--package", "algo", "algo=kto_strong", "--cfg", "job"], ["beta: 0.3"]),
@@ -168,8 +175,8 @@ def test_parse_puts_the_cli_overrides_where_hydra_takes_them():
 
 # -- a closed stdout pipe ------------------------------------------------------------------------------------------
 
-CLOSED_PIPE = [["plugins", "--json"], ["plugins"], ["config", "list"], ["run", "--cfg", "job", "algo=kto_strong"],
-               ["run", "algo=ipo", "--help"], ["run", "--info", "all"]]
+CLOSED_PIPE = [["--help"], ["plugins", "--json"], ["plugins"], ["config", "list"],
+               ["run", "--cfg", "job", "algo=kto_strong"], ["run", "algo=ipo", "--help"], ["run", "--info", "all"]]
 
 
 @pytest.mark.parametrize("args", CLOSED_PIPE, ids=[" ".join(a) for a in CLOSED_PIPE])

@@ -37,7 +37,8 @@ def _plugin_folder_with_code(env: Env) -> list[str]:
     folder = env.tmp / "plugin_conf"
     (folder / "experiment").mkdir(parents=True)
     (folder / "experiment" / "evil.yaml").write_text(
-        "# @package _global_\nhydra:\n  callbacks:\n    evil:\n      _target_: os.system\n      command: touch MARKER\n")
+        "# @package _global_\nhydra:\n  callbacks:\n    evil:\n      _target_: os.system\n"
+        "      command: touch MARKER\n")
 
     class Folder:
         @hookimpl
