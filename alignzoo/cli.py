@@ -1,8 +1,9 @@
-"""``alignzoo run|plugins|board|demo|label`` (also ``python -m alignzoo``).
+"""``alignzoo run|plugins|board|config|demo|label`` (also ``python -m alignzoo``).
 
 ``run`` hands its arguments to Hydra (overrides, ``-m`` sweeps, ``--cfg job``, ``--help``) after loading plugins, so
-registered components are in Hydra's ConfigStore before it composes. Component names are checked first, so a
-typo gets "did you mean" instead of a Hydra stack trace.
+registered components are in Hydra's ConfigStore and the plugins' config folders on its search path before it
+composes. The command line is parsed and put in the order Hydra's parser takes (``alignzoo/hydra_args.py``), and
+component and preset names are checked first, so a typo gets "did you mean" instead of a Hydra stack trace.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from alignzoo import plugins
+from alignzoo import closed_pipe, plugins
+from alignzoo.conf import CONFIG_NAME, CONFIG_PATH
 from alignzoo.errors import AlignzooError
 from alignzoo.registry import KINDS, check_component_overrides
 
@@ -23,6 +25,7 @@ USAGE = """usage: alignzoo <command> [args]
 commands:
   run [overrides...]       run one job (or a sweep with -m), e.g. `alignzoo run algo=dpo seed=1`
   plugins [--json]         list plugins, their versions and components, and broken plugins
+  config path NAME | list  the absolute path of a shipped config file (accelerate/ddp.yaml), or all of them
   demo [--budget quick]    the zoo sweep on the embedded task x 3 seeds, then a results table
   board build RUN_DIRS... --out DIR
                            build the leaderboard (JSON, CSV, Markdown, HTML, plots) from run records
@@ -49,8 +52,6 @@ def check_output_dir(args: list[str]) -> list[str]:
     return [f"cannot create the output directory {target}: {existing} {why}; choose a writable one with {key}=<dir>"]
 
 
-#: the primary config ``hydra.main`` is given (``--config-path`` / ``--config-name`` replace them, as in Hydra)
-CONFIG_PATH, CONFIG_NAME = "conf", "config"
 RERUN_REFUSED = ("--experimental-rerun: Hydra would unpickle that file, and alignzoo never unpickles what it reads; "
                  "run the job again with its overrides instead (they are in <job dir>/.hydra/overrides.yaml)")
 
@@ -117,43 +118,52 @@ def _report_broken(state) -> None:
         print(f"alignzoo: warning: {warning}", file=sys.stderr)
 
 
+def _refuse(problems: list[str]) -> int:
+    for p in problems:
+        print(f"alignzoo: error: {p}", file=sys.stderr)
+    return 2
+
+
 def cmd_run(args: list[str]) -> int:
-    state = plugins.load()
-    _report_broken(state)
-    from alignzoo.pipeline.moved import moved_key_problems
-
-    problems = check_component_overrides(args, state.registries) + check_output_dir(args) + moved_key_problems(args)
-    if problems:
-        for p in problems:
-            print(f"alignzoo: error: {p}", file=sys.stderr)
-        return 2
+    from alignzoo import config_groups, hydra_args
     from alignzoo.config import store_schema
-
-    store_schema()
-    searchpath = plugins.config_searchpath()
-    if searchpath and not any(a.startswith("hydra.searchpath=") for a in args):
-        args = [*args, "hydra.searchpath=[" + ",".join(searchpath) + "]"]
     from alignzoo.distributed import hydra_overrides
 
-    args = [*args, *hydra_overrides(args)]  # under a launcher, ranks other than 0 write no .hydra/ and no log file
-    problems = check_config_targets(args)  # before Hydra instantiates anything the config names
+    state = plugins.load()
+    _report_broken(state)
+    store_schema()
+    config_groups.install()  # the plugins' presets are on every search path Hydra builds from here on
+    # under a launcher, ranks other than 0 write no .hydra/ and no log file; placed where Hydra's parser takes them
+    parsed = hydra_args.parse(args, extra=tuple(hydra_overrides(args)))
+    if parsed.ns is None:  # --version
+        return _hydra_main(parsed.args)
+    options = config_groups.group_options(parsed.ns, config_path=CONFIG_PATH, config_name=CONFIG_NAME,
+                                          task_function=_run_hydra_job)
+    from alignzoo.pipeline.moved import moved_key_problems
+
+    problems = (check_component_overrides(parsed.ns.overrides, state.registries, options)
+                + check_output_dir(parsed.args) + moved_key_problems(parsed.ns.overrides))
     if problems:
-        for p in problems:
-            print(f"alignzoo: error: {p}", file=sys.stderr)
-        return 2
-    sys.argv = ["alignzoo run", *args]
-    _hydra_main()
-    return 0
+        return _refuse(problems)
+    # before Hydra instantiates anything the config names; then the flag combinations Hydra would end in a
+    # traceback (the guard's findings come first: `-m ... --cfg job` is how one checks a sweep without running it)
+    problems = check_config_targets(parsed.args) or hydra_args.flag_problems(parsed.ns)
+    if problems:
+        return _refuse(problems)
+    return _hydra_main(parsed.args)
 
 
-def _hydra_main() -> None:
+def _hydra_main(args: list[str]) -> int:
     import hydra
+
+    sys.argv = ["alignzoo run", *args]
 
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
     def _job(cfg) -> Optional[float]:
         return _run_hydra_job(cfg)
 
     _job()
+    return 0
 
 
 def _run_hydra_job(cfg) -> Optional[float]:
@@ -234,6 +244,21 @@ def cmd_board(args: list[str]) -> int:
     return 0
 
 
+def cmd_config(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="alignzoo config", description="The config files shipped in the package.")
+    sub = parser.add_subparsers(dest="action", metavar="{path,list}", required=True)
+    path = sub.add_parser("path", help="print the absolute path of a shipped config file",
+                          description="Print the absolute path of a shipped config file, e.g. for `accelerate "
+                                      "launch --config_file \"$(alignzoo config path accelerate/ddp.yaml)\"`.")
+    path.add_argument("name", metavar="NAME", help="relative to the package's conf/ folder, e.g. accelerate/ddp.yaml")
+    sub.add_parser("list", help="list the shipped config files", description="List the shipped config files.")
+    ns = parser.parse_args(args)
+    from alignzoo.conf_files import shipped, shipped_path
+
+    print(shipped_path(ns.name) if ns.action == "path" else "\n".join(shipped()))
+    return 0
+
+
 def cmd_demo(args: list[str]) -> int:
     from alignzoo.demo import main as demo_main
 
@@ -246,21 +271,42 @@ def cmd_label(args: list[str]) -> int:
     return label_main(args)
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "board": cmd_board, "demo": cmd_demo, "label": cmd_label}
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "board": cmd_board, "config": cmd_config, "demo": cmd_demo,
+            "label": cmd_label}
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    guard = closed_pipe.install()
+    try:
+        code = _run(argv, guard)
+    finally:
+        closed_pipe.uninstall(guard)
+    sys.exit(code)
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
-        sys.exit(0 if argv else 2)
+        return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"alignzoo: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return COMMANDS[command](rest)
+
+
+def _run(argv: list[str], guard: closed_pipe.StdoutGuard) -> object:
+    """The command's exit code: its return value, its ``sys.exit`` (Hydra's, argparse's), 2 for an
+    ``AlignzooError``, and ``closed_pipe.CLOSED_PIPE_EXIT`` when its stdout reader went away (see the README)."""
     try:
-        code = COMMANDS[command](rest)
+        code = _dispatch(argv)
     except AlignzooError as exc:
         print(f"alignzoo: error: {exc}", file=sys.stderr)
         code = 2
-    sys.exit(code)
+    except SystemExit as exc:  # Hydra ends --help and a failed job with sys.exit, argparse a bad flag
+        code = exc.code
+    except BrokenPipeError:  # written around sys.stdout (os.write, a saved reference): the same quiet end
+        guard.divert()
+        code = 0
+    return closed_pipe.exit_code(guard, code)

@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Optional
 
 from alignzoo.errors import DuplicateComponentError, UnknownComponentError
 
@@ -100,29 +100,42 @@ def to_dataclass(node: Any, entry: Entry) -> Any:
     return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def unknown_message(kind: str, name: str, known: list[str]) -> str:
+#: where a user finds every name: registered components, and the config groups of YAML files
+COMPONENTS_HINT = "(`alignzoo plugins` lists every component.)"
+GROUPS_HINT = "(`alignzoo run --help` lists every config group and its options.)"
+
+
+def unknown_message(kind: str, name: str, known: list[str], *, hint: str = COMPONENTS_HINT) -> str:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f" Did you mean {kind}={close[0]}?" if close else ""
+    did_you_mean = f" Did you mean {kind}={close[0]}?" if close else ""
     listing = ", ".join(known) if known else "(none registered)"
-    return f"unknown {kind} {name!r}.{hint} Known {kind} names: {listing}. (`alignzoo plugins` lists every component.)"
+    return f"unknown {kind} {name!r}.{did_you_mean} Known {kind} names: {listing}. {hint}"
 
 
-#: a component override: ``algo=dpo``, ``+logger=[jsonl]``, ``~reward=...`` (kind, value)
-_OVERRIDE = re.compile(r"^[+~]{0,2}(" + "|".join(KINDS) + r")=(.*)$")
+#: a config-group override: ``algo=dpo``, ``+logger=[jsonl]``, ``~reward=...``, ``critic/constitution=hh``
+_OVERRIDE = re.compile(r"^[+~]{0,2}([A-Za-z_][\w/]*)=(.*)$")
 
 
-def check_component_overrides(args: list[str], registries: Registries) -> list[str]:
-    """Problems with component names in command-line overrides like ``algo=dpx`` or ``logger=[jsonl,wandbb]``,
-    checked before Hydra composes so that a typo gets "did you mean" instead of Hydra's stack trace."""
+def check_component_overrides(args: list[str], registries: Registries,
+                              group_options: Optional[Mapping[str, list[str]]] = None) -> list[str]:
+    """Problems with the names chosen on the command line for a component kind or config group, like ``algo=dpx``,
+    ``logger=[jsonl,wandbb]`` or ``experiment=zo``, checked before Hydra composes so that a typo gets "did you mean"
+    instead of Hydra's stack trace. A name is known when a plugin registered it or when the group has a config file
+    of that name on the search path (``group_options``: a plugin's YAML preset such as ``algo=kto_strong``, the
+    shipped ``budget`` and ``experiment`` files)."""
+    options = dict(group_options or {})
     problems = []
     for arg in args:
         m = _OVERRIDE.match(arg)
-        if not m or "(" in m.group(2) or "$" in m.group(2):
-            continue  # sweep functions and interpolations are left to Hydra
-        kind, value = m.group(1), m.group(2).strip("[] ")
+        if not m or m.group(1) not in (*KINDS, *options) or "(" in m.group(2) or "$" in m.group(2):
+            continue  # other keys, sweep functions and interpolations are left to Hydra
+        group, value = m.group(1), m.group(2).strip("[] ")
+        registered = registries[group].names() if group in KINDS else []
+        known = sorted({*registered, *options.get(group, [])})
         for name in filter(None, (v.strip() for v in value.split(","))):
-            if name != "null" and name not in registries[kind]:
-                problems.append(unknown_message(kind, name, registries[kind].names()))
+            if name != "null" and name not in known:
+                hint = COMPONENTS_HINT if group in KINDS else GROUPS_HINT
+                problems.append(unknown_message(group, name, known, hint=hint))
     return problems
 
 

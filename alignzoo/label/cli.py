@@ -97,9 +97,10 @@ def open_session(ns: argparse.Namespace) -> Any:
     if ns.completions is not None and ns.completions < 2:
         raise AlignzooError(f"-k must be >= 2 (got {ns.completions})")
     from alignzoo import plugins
+    from alignzoo.config_groups import options_for
     from alignzoo.registry import check_component_overrides
 
-    problems = check_component_overrides(ns.overrides, plugins.load().registries)
+    problems = check_component_overrides(ns.overrides, plugins.load().registries, options_for(ns.overrides))
     if problems:
         raise AlignzooError("; ".join(problems))
     print(f"alignzoo label: sampling completions from the configured policy ({' '.join(ns.overrides) or 'defaults'})",
