@@ -53,7 +53,12 @@ def _train_steps(path: Path) -> list[dict]:
     return [row for row in map(json.loads, path.read_text().splitlines()) if any(k.startswith("train/") for k in row)]
 
 
-@pytest.mark.parametrize("algo", sorted(CASES))
+#: about 11 s each: DPO and PPO run with `make test`, ILQL and GRPO (the same sharding code) with `make test-slow`
+SLOW_CASES = {"ilql", "grpo"}
+
+
+@pytest.mark.parametrize("algo", [pytest.param(a, marks=pytest.mark.slow) if a in SLOW_CASES else a
+                                  for a in sorted(CASES)])
 def test_two_gloo_processes_match_one_process_and_only_rank0_writes(tmp_path, preference_dataset, algo,
                                                                     monkeypatch):
     extra, launcher, plugin_names = CASES[algo]
