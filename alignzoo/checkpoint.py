@@ -41,7 +41,6 @@ from typing import Any, Callable, Iterator, Optional
 from alignzoo import manifest as manifests
 from alignzoo.errors import AlignzooError
 from alignzoo.manifest import fsync_path as _fsync
-from alignzoo.manifest import sha256 as _sha256  # noqa: F401 - callers hash files like a checkpoint
 
 log = logging.getLogger("alignzoo")
 

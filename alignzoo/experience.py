@@ -28,7 +28,7 @@ from alignzoo import checkpoint, distributed
 from alignzoo import rollout as ro
 from alignzoo.errors import AlignzooError
 from alignzoo.ops import gae, kl_penalty, masked_mean, masked_whiten, token_logprobs
-from alignzoo.training import MicroLoss, Stepper, optimizer_step, token_weights
+from alignzoo.training import MicroLoss, Stepper, loop, optimizer_step, token_weights
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 VALUE_MODELS = ("shared", "separate")
@@ -407,3 +407,27 @@ def update(ctx: Any, cfg: Any, learner: ActorCritic, exp: Experience, orders: li
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
     return {k: v / count for k, v in sums.items()}
+
+
+def train(cfg: Any, ctx: Any, *, epochs: int, minibatches: int, clip_range: float, value_clip_range: float) -> Any:
+    """An actor-critic run on ``training.loop``: per step, collect one batch of experience, then ``epochs`` passes in
+    ``minibatches`` minibatches (rows in the seeded ``update_orders``), then the KL controller's update. PPO calls it
+    with its clip ranges, A2C with one pass, one minibatch and no clipping."""
+    policy = ctx.policy
+    learner = ActorCritic.build(cfg, ctx, updates_per_iteration=epochs * minibatches)
+
+    def step_fn(step: int) -> dict[str, float]:
+        batch = next(learner.prompts)
+        orders = update_orders(ctx.seed, step, len(distributed.current().shard(batch)), epochs)
+        exp = learner.collect(ctx, cfg, batch, first_order=orders[0])
+        policy.model.train()
+        metrics = rollout_metrics(exp, learner.controller.value)
+        metrics.update(update(ctx, cfg, learner, exp, orders, step, minibatches=minibatches, clip_range=clip_range,
+                              value_clip_range=value_clip_range))
+        learner.controller.update(metrics["kl"], ctx.train.batch_size)
+        metrics["lr"] = learner.stepper.lr
+        policy.model.eval()
+        return metrics
+
+    loop(ctx, learner.state(ctx), step_fn, policy=policy, desc=cfg.name, postfix={"reward": ".3f", "kl": ".2f"})
+    return policy

@@ -23,3 +23,14 @@ import pytest  # noqa: E402
 def smoke_cache(stage_cache):
     """One stage cache for every smoke-budget run of the session (stages are built once, then reused)."""
     return stage_cache
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A command run in this process (``alignzoo label``, ``alignzoo run``) may configure the root logger on the
+    stderr pytest captured for that test; later tests would log into a closed stream ("Logging error")."""
+    import logging
+
+    handlers = logging.root.handlers[:]
+    yield
+    logging.root.handlers[:] = handlers

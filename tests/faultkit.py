@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from alignzoo import checkpoint, hookimpl, plugins
+from alignzoo.manifest import sha256 as file_sha256
 from alignzoo.record import read_record
 from alignzoo.testing import TINY_OVERRIDES, make_preference_dataset
 
@@ -63,7 +64,8 @@ class Fault:
     id: str
     area: str  # config | data | plugins | runtime | checkpoints
     args: list[str] = field(default_factory=list)  # overrides after the tiny job's
-    exit: int = 2  # 2: the user's error (a config Hydra cannot compose too); 1: a bug (traceback in the record); 0: handled
+    # 2: the user's error (a config Hydra cannot compose too); 1: a bug (traceback in the record); 0: handled
+    exit: int = 2
     says: tuple[str, ...] = ()  # fragments of the one message on stderr
     setup: Optional[Callable[[Env], Optional[list[str]]]] = None  # may return more overrides
     check: Optional[Callable[[Env], None]] = None  # what must hold afterwards (records, checkpoints, notes)
@@ -124,7 +126,7 @@ def _foreign_weights(env: Env) -> list[str]:
     step = env.job / "checkpoints" / "step-00000004"
     manifest = json.loads((step / "manifest.json").read_text())
     manifest["files"]["policy.safetensors"] = {"bytes": (step / "policy.safetensors").stat().st_size,
-                                               "sha256": checkpoint._sha256(step / "policy.safetensors")}
+                                               "sha256": file_sha256(step / "policy.safetensors")}
     (step / "manifest.json").write_text(json.dumps(manifest))
     env.before.pop("checkpoints/step-00000004/manifest.json")
     return args
@@ -304,22 +306,29 @@ def data(tmp_path_factory):
     return make_preference_dataset(tmp_path_factory.mktemp("faults") / "prefs", 120)
 
 
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory, data):
-    """An ok job with the checkpoints of steps 2 and 4, written by the CLI."""
+def run_ok(args: list[str], job: Path) -> Path:
+    """``alignzoo run ARGS hydra.run.dir=JOB`` in this process, outside any test's monkeypatch (for module-scoped
+    fixtures); asserts exit 0 and returns the job directory."""
     from _pytest.monkeypatch import MonkeyPatch
 
-    job = tmp_path_factory.mktemp("golden") / "job"
+    from alignzoo.cli import main
+
     mp = MonkeyPatch()
     try:
-        from alignzoo.cli import main
-
         mp.setattr(sys, "argv", list(sys.argv))
         with pytest.raises(SystemExit) as exit_:
-            main(["run", *TINY_OVERRIDES, "task=hf_preferences", f"task.path={data}", *CKPT, f"hydra.run.dir={job}"])
+            main(["run", *args, f"hydra.run.dir={job}"])
         assert exit_.value.code == 0
     finally:
         mp.undo()
+    return job
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory, data):
+    """An ok job with the checkpoints of steps 2 and 4, written by the CLI."""
+    job = run_ok([*TINY_OVERRIDES, "task=hf_preferences", f"task.path={data}", *CKPT],
+                 tmp_path_factory.mktemp("golden") / "job")
     assert read_record(job).status == "ok"
     assert sorted(p.name for p in (job / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
     return job

@@ -123,17 +123,6 @@ def server(tmp_path_factory):
         proc.wait(10)
 
 
-@pytest.fixture(autouse=True)
-def _root_logging_restored():
-    """``alignzoo label`` run in this process configures the root logger on the stderr pytest captured for that test;
-    later tests would log into a closed stream (a "Logging error" traceback on their stderr)."""
-    import logging
-
-    handlers = logging.root.handlers[:]
-    yield
-    logging.root.handlers[:] = handlers
-
-
 # -- the rows --------------------------------------------------------------------------------------------------------
 @dataclass
 class HttpRow:

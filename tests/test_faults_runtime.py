@@ -25,7 +25,7 @@ from alignzoo.record import read_record
 from alignzoo.stages import cache as stage_cache_mod
 from alignzoo.testing import TINY_OVERRIDES
 from faultkit import (CKPT, Env, Fault, _fail_fsync_for, _fresh_plugins,  # noqa: F401 - fixtures
-                      _run_goes_on_with_the_previous_checkpoint, _truncate, data, golden, run_fault)
+                      _run_goes_on_with_the_previous_checkpoint, _truncate, data, golden, run_fault, run_ok)
 
 #: the embedded task on faultkit's tiny model (its 64-token context is too short for the pretraining rows)
 SENTIMENT = ["task=sentiment", "model.n_positions=128", "algo=ppo"]
@@ -38,21 +38,8 @@ _STAGE_NOTE = re.compile(r"^stage (\w+): (?:built|reused)[^(]*\((/[^)]+)\)$")
 @pytest.fixture(scope="module")
 def sentiment_stages(stage_cache, tmp_path_factory):
     """Build (or reuse) the tiny sentiment pipeline's stages in the session cache and note where each lives."""
-    import sys
-
-    from _pytest.monkeypatch import MonkeyPatch
-
-    from alignzoo.cli import main
-
-    job = tmp_path_factory.mktemp("stages") / "job"
-    mp = MonkeyPatch()
-    try:
-        mp.setattr(sys, "argv", list(sys.argv))
-        with pytest.raises(SystemExit) as exit_:
-            main(["run", *TINY_OVERRIDES, *SENTIMENT, f"run.cache_dir={stage_cache}", f"hydra.run.dir={job}"])
-        assert exit_.value.code == 0
-    finally:
-        mp.undo()
+    job = run_ok([*TINY_OVERRIDES, *SENTIMENT, f"run.cache_dir={stage_cache}"],
+                 tmp_path_factory.mktemp("stages") / "job")
     for note in read_record(job).notes:
         if m := _STAGE_NOTE.match(note):
             _ENTRIES[m.group(1)] = Path(m.group(2))

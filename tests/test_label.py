@@ -18,17 +18,6 @@ from alignzoo.label.store import LabelSession, read_labels
 from alignzoo.stages.feedback import Annotator
 
 
-@pytest.fixture(autouse=True)
-def _root_logging_restored():
-    """``alignzoo label`` run in this process configures the root logger on the stderr pytest captured for that test;
-    later tests would log into a closed stream (a "Logging error" traceback on their stderr)."""
-    import logging
-
-    handlers = logging.root.handlers[:]
-    yield
-    logging.root.handlers[:] = handlers
-
-
 def _source(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from alignzoo import distributed, experience
+from alignzoo import experience
 from alignzoo.hookspecs import hookimpl
-from alignzoo.training import loop
 
 NO_CLIP = float("inf")  # the clipped surrogate and value loss with an infinite range are the plain ones
 
@@ -45,26 +44,9 @@ class A2CConfig:
 
 
 def train(cfg: A2CConfig, ctx: Any) -> Any:
-    """Advantage actor-critic: one unclipped policy-gradient step per batch of experience."""
-    policy = ctx.policy
-    learner = experience.ActorCritic.build(cfg, ctx, updates_per_iteration=1)
-
-    def step_fn(step: int) -> dict[str, float]:
-        batch = next(learner.prompts)
-        # one pass in a seeded row order, the order PPO's single pass takes: A2C's numbers stay PPO's with one epoch
-        orders = experience.update_orders(ctx.seed, step, len(distributed.current().shard(batch)), 1)
-        exp = learner.collect(ctx, cfg, batch, first_order=orders[0])
-        policy.model.train()
-        metrics = experience.rollout_metrics(exp, learner.controller.value)
-        metrics.update(experience.update(ctx, cfg, learner, exp, orders, step, minibatches=1, clip_range=NO_CLIP,
-                                         value_clip_range=NO_CLIP))
-        learner.controller.update(metrics["kl"], ctx.train.batch_size)
-        metrics["lr"] = learner.stepper.lr
-        policy.model.eval()
-        return metrics
-
-    loop(ctx, learner.state(ctx), step_fn, policy=policy, desc=cfg.name, postfix={"reward": ".3f", "kl": ".2f"})
-    return policy
+    """Advantage actor-critic: one unclipped policy-gradient step per batch of experience, its rows in the seeded
+    order PPO's single pass takes (so A2C's numbers are PPO's with one epoch, one minibatch and no clipping)."""
+    return experience.train(cfg, ctx, epochs=1, minibatches=1, clip_range=NO_CLIP, value_clip_range=NO_CLIP)
 
 
 # -- registration --------------------------------------------------------------------------------------------------

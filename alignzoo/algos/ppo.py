@@ -17,9 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from alignzoo import distributed, experience
+from alignzoo import experience
 from alignzoo.hookspecs import hookimpl
-from alignzoo.training import loop
 
 
 @dataclass
@@ -60,24 +59,8 @@ class PPOConfig:
 
 def train(cfg: PPOConfig, ctx: Any) -> Any:
     """Optimize the policy against the reward model with clipped PPO and a KL penalty to the reference."""
-    policy = ctx.policy
-    learner = experience.ActorCritic.build(cfg, ctx, updates_per_iteration=cfg.epochs * cfg.minibatches)
-
-    def step_fn(step: int) -> dict[str, float]:
-        batch = next(learner.prompts)
-        orders = experience.update_orders(ctx.seed, step, len(distributed.current().shard(batch)), cfg.epochs)
-        exp = learner.collect(ctx, cfg, batch, first_order=orders[0])
-        policy.model.train()
-        metrics = experience.rollout_metrics(exp, learner.controller.value)
-        metrics.update(experience.update(ctx, cfg, learner, exp, orders, step, minibatches=cfg.minibatches,
-                                         clip_range=cfg.clip_range, value_clip_range=cfg.value_clip_range))
-        learner.controller.update(metrics["kl"], ctx.train.batch_size)
-        metrics["lr"] = learner.stepper.lr
-        policy.model.eval()
-        return metrics
-
-    loop(ctx, learner.state(ctx), step_fn, policy=policy, desc=cfg.name, postfix={"reward": ".3f", "kl": ".2f"})
-    return policy
+    return experience.train(cfg, ctx, epochs=cfg.epochs, minibatches=cfg.minibatches, clip_range=cfg.clip_range,
+                            value_clip_range=cfg.value_clip_range)
 
 
 # -- registration --------------------------------------------------------------------------------------------------
