@@ -149,11 +149,13 @@ class RunContext:
         return self.pipeline.ranking_data(self.policy) if self.pipeline is not None else None
 
     def preference_data(self) -> Any:
-        """The preference pairs the run learns from, as a ``datasets.Dataset`` (prompt / chosen / rejected text):
-        the feedback stage's pairs, or the task's own pairs."""
+        """The preference pairs the run learns from, as a ``datasets.Dataset`` (prompt / chosen / rejected text and
+        ``chosen_ended`` / ``rejected_ended``: whether each completion ended with EOS rather than at a length limit,
+        so that training appends EOS only to those that did): the feedback stage's pairs, or the task's own pairs
+        (written responses: every one counts as ended)."""
         ranked = self.ranking_data()
         if ranked is not None:
-            return ranked.select_columns(["prompt", "chosen", "rejected"])
+            return with_ended_columns(ranked.select_columns([c for c in PAIR_COLUMNS if c in ranked.column_names]))
         if not hasattr(self.task, "preference_data"):
             raise AlignzooError(f"algo={self.cfg.algo.name} needs preference pairs, but task={self.task.name} has "
                                 "none; pick a task with preferences (e.g. task=hf_preferences)")
@@ -163,7 +165,7 @@ class RunContext:
                    "carry no preference); clean the dataset to silence this")
         if skipped and message not in self.record.notes:
             self.note(message)
-        return data
+        return with_ended_columns(data)
 
     # -- evaluation -------------------------------------------------------------------------------------------
     def eval_prompts(self) -> list[str]:
@@ -203,6 +205,18 @@ class RunContext:
         every = self.train.eval_every
         if every and step % every == 0 and step < self.train.steps:
             self.evaluate(policy, step)
+
+
+#: the columns of ``RunContext.preference_data``
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "chosen_ended", "rejected_ended")
+
+
+def with_ended_columns(data: Any) -> Any:
+    """``data`` (a ``datasets.Dataset``) with ``chosen_ended`` / ``rejected_ended`` all True where it lacks them."""
+    for name in ("chosen_ended", "rejected_ended"):
+        if name not in data.column_names:
+            data = data.add_column(name, [True] * len(data))
+    return data
 
 
 def build_context(cfg: DictConfig, built: dict[str, Any], registries: Any, *, job_dir: str | Path, record: Any,

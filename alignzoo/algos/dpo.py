@@ -7,7 +7,9 @@ Implementation details that matter:
 1. One concatenated forward for chosen+rejected (``[chosen; rejected]`` in one batch) for the policy, and one for
    the frozen reference under ``no_grad``, each step (or once up front with ``precompute_ref``).
 2. Sequence log-probs sum over completion tokens only; prompt and padding contribute nothing (``ops``).
-3. Completions end with EOS, and the pad token is distinct from EOS, so the model learns when to stop.
+3. Completions that ended end with EOS (a pad token distinct from EOS), so the model learns when to stop; one the
+   sampler cut at its length limit (``chosen_ended`` / ``rejected_ended`` False) gets no EOS, so the model is not
+   taught to stop where the completion was only cut off.
 4. IPO uses length-averaged log-ratios (as TRL does, confirmed with the IPO authors); DPO and hinge use sums.
 5. Dropout stays off (the tiny model's default), so the step-1 loss is exactly log 2.
 """
@@ -111,16 +113,23 @@ class PairBatch:
 
 
 def tokenize_pairs(policy: Any, data: Any, *, max_length: int, max_prompt_length: int) -> list[tuple]:
-    """(prompt_ids, chosen_ids, rejected_ids) per pair; long prompts keep their end, long completions are cut."""
+    """(prompt_ids, chosen_ids, rejected_ids) per pair; EOS only on completions that ended (``chosen_ended`` /
+    ``rejected_ended``; all, when ``data`` lacks them); long prompts keep their end, long completions are cut."""
     prompts = policy.encode_prompts(data["prompt"])
-    chosen = policy.encode_completions(data["chosen"])
-    rejected = policy.encode_completions(data["rejected"])
+    chosen = policy.encode_completions(data["chosen"], ended_flags(data, "chosen_ended"))
+    rejected = policy.encode_completions(data["rejected"], ended_flags(data, "rejected_ended"))
     out = []
     for p, c, r in zip(prompts, chosen, rejected):
         p = p[-max_prompt_length:]
         room = max_length - len(p)
         out.append((p, c[:room], r[:room]))
     return out
+
+
+def ended_flags(data: Any, column: str) -> Optional[list]:
+    """The ``*_ended`` column of a pair dataset, or None (every completion ended) when it has none."""
+    names = getattr(data, "column_names", None) or list(data.keys())
+    return list(data[column]) if column in names else None
 
 
 def collate_pairs(pairs: list[tuple], index: list[int], pad_id: int, device: torch.device) -> PairBatch:

@@ -75,12 +75,15 @@ class ILQLConfig:
     top_k: int = 20  # decoding: keep the k best-scoring tokens (0: all)
     tau: float = 0.7  # expectile of V's regression on the target Q (0.5: the mean; -> 1: the max)
     gamma: float = 0.99  # discount per token
-    cql_scale: float = 0.0  # weight of the CQL term (pushes down Q of actions the data did not take); trlX 0.1
-    awac_scale: float = 0.05  # weight of the AWAC/BC term on the LM head; trlX 1
+    cql_scale: float = 0.25  # weight of the CQL term (pushes down Q of actions the data did not take); the
+    # paper's toxicity value (1e-4 to 1 per task); trlX 0.1
+    awac_scale: float = 1.0  # weight of the AWAC/BC term on the LM head; the paper and trlX 1
     beta_awac: float = 0.0  # AWAC weights exp(beta_awac * (Qbar - V)); 0: plain behaviour cloning (trlX default)
-    alpha: float = 0.5  # Polyak rate of the target Q heads at each sync (1: hard copy); trlX 0.001
-    steps_for_target_q_sync: int = 1  # optimizer steps between target syncs; trlX 5
+    alpha: float = 0.005  # Polyak rate of the target network at each sync (1: hard copy); the paper's 0.005
+    steps_for_target_q_sync: int = 1  # optimizer steps between target syncs (the paper: every step; trlX 5)
     two_qs: bool = True  # double Q: two Q heads, targets and decoding use their elementwise min
+    target_transformer: bool = True  # the target network is a Polyak copy of the transformer body *and* the Q
+    # heads (the paper); False: target Q heads only, on the online body's hidden states (trlX, algo=ilql_light)
     lr: float = 2e-3  # learning rate of the transformer and the heads; trlX 5e-5 (GPT-2)
     reward_source: str = "auto"  # auto (the run's reward: a learned reward model unless reward= says otherwise,
     # else the gold reward) | reward | gold (the oracle ablation)
@@ -205,11 +208,14 @@ class ILQLHeads(nn.Module):
         self.target_q_heads = copy.deepcopy(self.q_heads).requires_grad_(False)
         self.v_head = make_head(d, 1)
 
-    def forward(self, hidden: Tensor) -> tuple[list[Tensor], list[Tensor], Tensor]:
-        """-> (Q logits per head ``[..., V]``, target Q logits per head (no grad), V ``[...]``)."""
+    def forward(self, hidden: Tensor, target_hidden: Optional[Tensor] = None
+                ) -> tuple[list[Tensor], list[Tensor], Tensor]:
+        """-> (Q logits per head ``[..., V]``, target Q logits per head (no grad), V ``[...]``). The target heads
+        read ``target_hidden`` (the target transformer's hidden states) when given, else ``hidden``."""
         hidden = hidden.to(self.v_head[0].weight.dtype)
         with torch.no_grad():
-            targets = [h(hidden) for h in self.target_q_heads]
+            inputs = hidden if target_hidden is None else target_hidden.to(hidden.dtype)
+            targets = [h(inputs) for h in self.target_q_heads]
         return [h(hidden) for h in self.q_heads], targets, self.v_head(hidden).squeeze(-1)
 
     def sync_target_q_heads(self, alpha: float) -> None:
@@ -228,17 +234,46 @@ def decode_scores(logits: Tensor, target_q_logits: Sequence[Tensor], values: Ten
     return filter_logits(score, top_k=top_k)
 
 
+class TargetNetwork:
+    """The paper's target network: a frozen copy of the transformer body (``body``) under the target Q heads of
+    ``heads``; both follow the online network by Polyak averaging (``sync``). ``body`` None: target heads only,
+    on the online body's hidden states (trlX; ``algo=ilql_light``)."""
+
+    def __init__(self, heads: ILQLHeads, body: Optional[nn.Module]):
+        self.heads, self.body = heads, body
+
+    @classmethod
+    def of(cls, model: nn.Module, heads: ILQLHeads, *, with_body: bool) -> "TargetNetwork":
+        body = copy.deepcopy(model).eval().requires_grad_(False) if with_body else None
+        return cls(heads, body)
+
+    @torch.no_grad()
+    def hidden(self, input_ids: Tensor, attention_mask: Tensor) -> Optional[Tensor]:
+        """The target body's last hidden states ``[B, T, d]`` (None without a target body)."""
+        if self.body is None:
+            return None
+        return forward(self.body, input_ids, attention_mask, cache=False, hidden=True, keep=1)[2]
+
+    def sync(self, model: nn.Module, alpha: float) -> None:
+        """theta_bar <- alpha * theta + (1 - alpha) * theta_bar for the target Q heads and the target body."""
+        self.heads.sync_target_q_heads(alpha)
+        if self.body is not None:
+            polyak_update(self.body, model, alpha)
+
+
 class ILQLDecoding:
     """``Policy.adjust_logits`` for ILQL: the rollout engine calls it with the logits and last hidden state of
     the position being decoded; since top-k happens here, the engine's log-probs are the sampling distribution's."""
 
-    def __init__(self, heads: ILQLHeads, *, beta: float, top_k: int):
-        self.heads, self.beta, self.top_k = heads, beta, top_k
+    def __init__(self, heads: ILQLHeads, *, beta: float, top_k: int, online_q: bool = False):
+        self.heads, self.beta, self.top_k, self.online_q = heads, beta, top_k, online_q
 
     @torch.no_grad()
     def __call__(self, logits: Tensor, hidden: Tensor) -> Tensor:
-        _, targets, values = self.heads(hidden)
-        return decode_scores(logits, targets, values, beta=self.beta, top_k=self.top_k)
+        qs, targets, values = self.heads(hidden)
+        # with a target transformer, the target heads read features the decoding body does not compute: the
+        # online Q heads (trained on this body's hidden states) score the tokens instead
+        return decode_scores(logits, qs if self.online_q else targets, values, beta=self.beta, top_k=self.top_k)
 
 
 # -- data ------------------------------------------------------------------------------------------------------
@@ -286,9 +321,8 @@ def tokenize(policy: Any, prompts: list[str], completions: list[str], ended: lis
     when the completion ended; long prompts keep their end, long completions are cut (the return then sits on
     the last kept token)."""
     out: dict[int, list[Example]] = {}
-    for p, c, e, g, r in zip(policy.encode_prompts(prompts), policy.encode_completions(completions), ended, groups,
-                             returns.tolist()):
-        c = c if e else c[:-1]
+    for p, c, g, r in zip(policy.encode_prompts(prompts), policy.encode_completions(completions, ended), groups,
+                          returns.tolist()):
         p = p[-max_prompt_length:]
         c = c[:max_length - len(p)]
         if c:
@@ -337,7 +371,9 @@ def train(cfg: ILQLConfig, ctx: Any) -> Any:
 
     vocab = policy.model.get_output_embeddings().weight.size(0)
     heads = ILQLHeads(policy.model.config.hidden_size, vocab, cfg.two_qs).to(policy.device)
-    decoding = replace(policy, name=cfg.name, adjust_logits=ILQLDecoding(heads, beta=cfg.beta, top_k=cfg.top_k))
+    target = TargetNetwork.of(policy.model, heads, with_body=cfg.target_transformer)
+    decoding = replace(policy, name=cfg.name, adjust_logits=ILQLDecoding(heads, beta=cfg.beta, top_k=cfg.top_k,
+                                                                         online_q=cfg.target_transformer))
     stepper = Stepper.create([*policy.model.parameters(), *heads.parameters()], cfg.lr, tc)
     batches = infinite_batches(len(examples), tc.batch_size // tc.grad_accum, ctx.seed)
     hp = dict(gamma=cfg.gamma, tau=cfg.tau, cql_scale=cfg.cql_scale, awac_scale=cfg.awac_scale,
@@ -351,7 +387,7 @@ def train(cfg: ILQLConfig, ctx: Any) -> Any:
             ctx.add_tokens(int(batch.attention_mask.sum()))
             logits, _, hidden = forward(policy.model, batch.input_ids, batch.attention_mask, cache=False,
                                         hidden=True)
-            qs, targets, values = heads(hidden)
+            qs, targets, values = heads(hidden, target.hidden(batch.input_ids, batch.attention_mask))
             loss, metrics = ilql_loss([q[:, :-1] for q in qs], [t[:, :-1] for t in targets], values,
                                       logits[:, :-1].float(), batch.input_ids[:, 1:], batch.rewards, batch.mask,
                                       **hp)
@@ -361,10 +397,11 @@ def train(cfg: ILQLConfig, ctx: Any) -> Any:
     def step_fn(step: int) -> dict[str, float]:
         metrics = optimizer_step(stepper, micro_losses(), step=step, micro_batches=tc.grad_accum)
         if step % cfg.steps_for_target_q_sync == 0:
-            heads.sync_target_q_heads(cfg.alpha)
+            target.sync(policy.model, cfg.alpha)
         return metrics
 
-    state = checkpoint.TrainingState(modules={"policy": policy.model, "heads": heads}, stepper=stepper,
+    modules = {"policy": policy.model, "heads": heads, **({"target": target.body} if target.body is not None else {})}
+    state = checkpoint.TrainingState(modules=modules, stepper=stepper,
                                      objects={"batches": batches})
     loop(ctx, state, step_fn, policy=decoding, desc=cfg.name)
     return decoding
@@ -372,6 +409,19 @@ def train(cfg: ILQLConfig, ctx: Any) -> Any:
 
 # -- registration --------------------------------------------------------------------------------------------------
 
+PRESETS = {
+    "ilql": ILQLConfig(name="ilql"),
+    # the zoo's earlier variant: target Q heads only, barely lagging, no CQL term, a light BC term
+    "ilql_light": ILQLConfig(name="ilql_light", target_transformer=False, alpha=0.5, cql_scale=0.0, awac_scale=0.05),
+}
+
+DESCRIPTIONS = {
+    "ilql": "ILQL (Snell et al. 2022): offline Q-learning with a Polyak target network, decoding with beta (Q - V)",
+    "ilql_light": "ILQL-light: target Q heads only (alpha 0.5), no CQL, awac 0.05; IQL plus light BC",
+}
+
+
 @hookimpl
 def alignzoo_register_algos(register):
-    register("ilql", train, ILQLConfig, description="ILQL: offline Q-learning, decoding with beta (Q - V)")
+    for name, preset in PRESETS.items():
+        register(name, train, preset, description=DESCRIPTIONS[name])

@@ -28,21 +28,29 @@ class KLConfig:
 
 
 class KLEvaluator:
-    """Sequence KL(policy || reference) in nats on the policy's own samples (mean over prompts)."""
+    """Sequence KL(pi_T || ref) in nats on the policy's own samples, with its standard error over prompts.
+
+    pi_T is the distribution the evaluation sampled from (the policy at ``eval.temperature``, after its decoding
+    perturbation if any), ref the reference model's own distribution (T = 1). Per sequence, the per-token
+    estimator of log pi_T(y_t) - log ref(y_t) is summed over the completion; ``kl`` is its mean over prompts
+    (one sample each), ``kl_se`` the standard error of that mean (std / sqrt(n)), ``kl_<estimator>_std`` the
+    per-sequence spread. Both distributions are the ``eval.max_new_tokens``-capped ones sampling produces."""
 
     def __init__(self, cfg: KLConfig, ctx: Any):
         self.cfg = cfg
 
     def evaluate(self, samples: Any) -> dict[str, float]:
+        spread = f"kl_{self.cfg.estimator}_std"
         analytic = samples.policy.info.get("analytic_kl")
         if analytic is not None:  # best-of-N: the closed form, not a sampled estimate of the base model's KL
-            return {"kl": float(analytic), f"kl_{self.cfg.estimator}_std": 0.0}
+            return {"kl": float(analytic), "kl_se": 0.0, spread: 0.0}
         totals = []
         for lp, ref, mask in zip(samples.policy_token_logprobs, samples.ref_token_logprobs, samples.masks):
             per_token = kl_penalty(lp, ref, estimator=self.cfg.estimator)
             totals.append(torch.where(mask.bool(), per_token, torch.zeros_like(per_token)).sum(-1))
         seq = torch.cat(totals)
-        return {"kl": float(seq.mean()), f"kl_{self.cfg.estimator}_std": float(seq.std()) if len(seq) > 1 else 0.0}
+        std = float(seq.std()) if len(seq) > 1 else 0.0
+        return {"kl": float(seq.mean()), "kl_se": std / len(seq) ** 0.5, spread: std}
 
 
 # -- length ----------------------------------------------------------------------------------------------------

@@ -44,16 +44,17 @@ class EvalSamples:
     def lengths(self) -> torch.Tensor:
         return torch.cat([r.lengths for r in self._rollouts]).cpu().float()
 
-    def _token_logprobs(self, model: Any) -> list[torch.Tensor]:
+    def _token_logprobs(self, model: Any, temperature: float = 1.0) -> list[torch.Tensor]:
         with torch.no_grad():
-            return [ro.completion_logprobs(model, r, temperature=1.0) for r in self._rollouts]
+            return [ro.completion_logprobs(model, r, temperature=temperature) for r in self._rollouts]
 
     @cached_property
     def policy_token_logprobs(self) -> list[torch.Tensor]:
-        if getattr(self.policy, "adjust_logits", None) is not None and self.temperature == 1.0:
+        """Log-probs of the samples under the distribution they were drawn from: the policy at ``temperature``."""
+        if getattr(self.policy, "adjust_logits", None) is not None:
             # a perturbed decoding (ILQL) is not the model's own distribution: use the sampler's log-probs
             return [r.logprobs for r in self._rollouts]
-        return self._token_logprobs(self.policy.model)
+        return self._token_logprobs(self.policy.model, self.temperature)
 
     @cached_property
     def ref_token_logprobs(self) -> list[torch.Tensor]:

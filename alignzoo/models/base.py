@@ -2,7 +2,8 @@
 
 Conventions (the N+ implementation details): the pad token is distinct from EOS, so a trailing EOS is never
 mistaken for padding; prompts are encoded with the tokenizer's special tokens (BOS where it has one),
-completions without them and end with EOS.
+completions without them and end with EOS when they ended (a completion cut at a length limit gets none, so
+training never teaches the model to stop where it was only cut off).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -60,12 +61,16 @@ class Policy:
     def encode_prompts(self, texts: list[str]) -> list[list[int]]:
         return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
 
-    def encode_completions(self, texts: list[str]) -> list[list[int]]:
-        """Completion token ids ending with exactly one EOS."""
+    def encode_completions(self, texts: list[str], ended: Optional[Sequence[bool]] = None) -> list[list[int]]:
+        """Completion token ids; a completion that ended (``ended[i]``; default, and where a flag is None: ended)
+        ends with exactly one EOS, one cut at a length limit (``ended[i]`` False) with none."""
+        ended = [True] * len(texts) if ended is None else [e is None or bool(e) for e in ended]
+        if len(ended) != len(texts):
+            raise ValueError(f"encode_completions: {len(texts)} texts but {len(ended)} ended flags")
         out = []
-        for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        for ids, stop in zip(self.tokenizer(list(texts), add_special_tokens=False)["input_ids"], ended):
             ids = list(ids)
-            if not ids or ids[-1] != self.eos_id:
+            if stop and (not ids or ids[-1] != self.eos_id):
                 ids.append(self.eos_id)
             out.append(ids)
         return out

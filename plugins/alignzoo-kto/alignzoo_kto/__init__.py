@@ -73,7 +73,9 @@ def train(cfg: KTOConfig, ctx: Any) -> Any:
     data = ctx.preference_data()
     room = policy.max_length
     prompts = [p[-room // 2:] for p in policy.encode_prompts(data["prompt"])]
-    chosen, rejected = policy.encode_completions(data["chosen"]), policy.encode_completions(data["rejected"])
+    # EOS only on completions that ended (ctx.preference_data's *_ended columns; a cut one must not learn to stop)
+    chosen = policy.encode_completions(data["chosen"], data["chosen_ended"])
+    rejected = policy.encode_completions(data["rejected"], data["rejected_ended"])
     examples = [(p, c[:room - len(p)], True) for p, c in zip(prompts, chosen)]
     examples += [(p, r[:room - len(p)], False) for p, r in zip(prompts, rejected)]
     micro = ctx.train.batch_size // ctx.train.grad_accum
