@@ -321,6 +321,33 @@ def test_training_syncs_the_target_heads(tiny_policy, monkeypatch):
     assert not synced(ilql.train(cfg, _ctx(_fresh(tiny_policy), steps=4)).adjust_logits.heads)
 
 
+def test_training_syncs_the_target_transformer_and_counts_its_forward(tiny_policy, monkeypatch):
+    seen, real_sync = [], ilql.TargetNetwork.sync
+
+    def sync(self, model, alpha):
+        seen.append((self, model, alpha))
+        real_sync(self, model, alpha)
+
+    monkeypatch.setattr(ilql.TargetNetwork, "sync", sync)
+    policy = _fresh(tiny_policy)
+    initial = [p.clone() for p in policy.model.parameters()]
+    out = ilql.train(ilql.ILQLConfig(alpha=1.0, lr=1e-2), _ctx(policy, steps=3))
+    assert [(m is out.model, a) for _, m, a in seen] == [(True, 1.0)] * 3  # every step (the paper's schedule)
+    body = seen[-1][0].body
+    assert body is not out.model and not any(p.requires_grad for p in body.parameters())
+    assert all(torch.equal(t, p) for t, p in zip(body.parameters(), out.model.parameters()))  # alpha 1: a copy
+    assert not all(torch.equal(p, q) for p, q in zip(out.model.parameters(), initial))  # ... of the trained body
+    assert out.adjust_logits.online_q  # decoding reads the online Q heads (the target ones read the target body)
+    tokens = []
+    light = _ctx(_fresh(tiny_policy), steps=1)
+    light.add_tokens = tokens.append
+    ilql.train(ilql.PRESETS["ilql_light"], light)
+    full = _ctx(_fresh(tiny_policy), steps=1)
+    full.add_tokens = tokens.append
+    ilql.train(ilql.ILQLConfig(), full)
+    assert tokens[1] == 2 * tokens[0] > 0  # the target transformer's forward counts
+
+
 def test_training_logs_every_term_notes_the_reward_source_and_decodes_on_the_policy_device(tiny_policy):
     ctx = _ctx(_fresh(tiny_policy), steps=2)
     out = ilql.train(ilql.ILQLConfig(), ctx)
@@ -346,13 +373,14 @@ def test_config_problems_name_the_field():
 
 # -- one tiny run ------------------------------------------------------------------------------------------------
 
-def test_ilql_runs_end_to_end_on_the_sentiment_task(tmp_path):
+@pytest.mark.parametrize("algo", ["ilql", "ilql_light"])
+def test_ilql_runs_end_to_end_on_the_sentiment_task(tmp_path, smoke_cache, algo):
     from alignzoo.testing import run_tiny
 
-    cache = tmp_path / "cache"
-    rec = run_tiny(["task=sentiment", "budget=smoke", "algo=ilql", "logger=[jsonl]", f"run.cache_dir={cache}"],
+    rec = run_tiny(["task=sentiment", "budget=smoke", f"algo={algo}", "logger=[jsonl]", f"run.cache_dir={smoke_cache}"],
                    tmp_path / "job", tiny=False)
     assert rec.status == "ok", rec.error
+    assert rec.config["algo"]["name"] == algo and rec.config["algo"]["target_transformer"] == (algo == "ilql")
     assert (tmp_path / "job" / "record.json").exists()
     assert any(n.startswith("ilql: ") and "the run's reward" in n for n in rec.notes)  # a learned reward model by default
     for key in ("train/loss_q", "train/loss_v", "train/loss_cql", "train/loss_awac", "eval/gold_reward", "eval/kl"):

@@ -1,8 +1,9 @@
 """ILQL: Implicit Language Q-Learning (Snell et al. 2022), the zoo's offline-RL member.
 
 Learns from a fixed dataset of completions with rewards (no sampling during training); math and oracles in
-docs/algorithms.md#ilql. Heads on the policy's final hidden states h_j (position j acts by
-predicting token j+1): two Q heads and their frozen target copies (MLP d -> 2d -> |V|), a V head (d -> 2d -> 1).
+docs/algorithms.md#ilql. Heads on the policy's final hidden states h_j (position j acts by predicting token j+1):
+two Q heads (MLP d -> 2d -> |V|) and a V head (d -> 2d -> 1). The target network (``TargetNetwork``) is a frozen
+copy of the transformer body with target Q heads Qbar_k on *its* hidden states, as in the paper.
 
     Q_hat_j = r_j + gamma * V(s_{j+1}) * notdone_{j+1}              (V detached; no bootstrap at the terminal state)
     L_Q     = sum_k sum_j m_j (Q_k(s_j, a_j) - Q_hat_j)^2 / N
@@ -10,8 +11,9 @@ predicting token j+1): two Q heads and their frozen target copies (MLP d -> 2d -
     L_CQL   = sum_k sum_j m_j [logsumexp_a Q_k(s_j, a) - Q_k(s_j, a_j)] / N
     L_AWAC  = sum_j m_j exp(beta_awac * u_j) CE(lm_logits_j, a_j) / N      (weights detached; beta_awac = 0: BC)
     L       = L_Q + L_V + cql_scale * L_CQL + awac_scale * L_AWAC,      N = max(1, sum m)
-    target sync every `steps_for_target_q_sync` optimizer steps: Qbar <- alpha * Q + (1 - alpha) * Qbar
-    decoding: score = log_softmax(lm_logits) + beta * (min_k Qbar_k(s, .) - V(s)), top-k, softmax
+    target sync every `steps_for_target_q_sync` optimizer steps: theta_bar <- alpha * theta + (1 - alpha) * theta_bar
+    (target body and target Q heads; the paper: alpha 0.005 after every step, a lag of ~200 steps)
+    decoding: score = log_softmax(lm_logits) + beta * (min_k Q_k(s, .) - V(s)), top-k, softmax
 
 All losses also train the transformer body (the heads share it, as in trlX); the LM head is the BC policy.
 
@@ -21,15 +23,18 @@ unbiased std), placed on the last completion token (EOS when the completion ende
 length limit keeps no EOS and ends on its last token). The end of every completion is terminal. A batch is
 ``train.batch_size`` prompts with all their completions (K = 2: the sequences of a DPO batch of pairs).
 
-trlX (``CarperAI/trlx``) and the original code (``Sea-Snell/Implicit-Language-Q-Learning``) differ. We follow
-trlX's structure: Q/V heads on the one shared transformer whose LM head is the BC policy, target *heads* only,
-the loss above with q = v = 1, tau 0.7, gamma 0.99, beta_awac 0 (BC weights 1), decoding with the min of the
-target Qs and top-k 20. The original keeps separate policy and target transformers, Polyak-averages the whole
-target LM with alpha 0.005 after every step, weights CQL 1e-4 to 1 per task and decodes with beta 8-16.
+Two presets. ``algo=ilql`` follows the paper (the original code, ``Sea-Snell/Implicit-Language-Q-Learning``):
+target transformer + target heads Polyak-averaged with alpha 0.005 every step, double Q, the CQL term (0.25, its
+toxicity value; 1e-4 to 1 per task), AWAC/BC weight 1, tau 0.7, gamma 0.99, decoding beta 8. Departures: one
+transformer for policy and Q/V (trlX's structure; the original may keep a separate policy transformer), decoding
+with the online Q heads (the rollout engine hands the decoding step the policy body's hidden state, which the
+target heads do not read), zero-initialised head outputs and lr 2e-3 for tiny models trained from scratch.
 
-Our defaults depart from trlX where trlX's do not learn in the zoo's budgets (measured on task=sentiment,
-budget=quick: 50 steps of 32 prompts x 2 completions, a 4-layer model trained from scratch; gain = gold reward
-over the SFT policy, mean of 3 seeds unless said):
+``algo=ilql_light`` is the zoo's earlier variant, kept because it is cheaper (no target transformer forward) and
+learns within the quick budget; with barely lagging targets and no CQL it is IQL plus behaviour cloning. Its
+settings depart from trlX (``CarperAI/trlx``: target *heads* only) where trlX's do not learn in the zoo's budgets
+(measured on task=sentiment, budget=quick: 50 steps of 32 prompts x 2 completions, a 4-layer model trained from
+scratch; gain = gold reward over the SFT policy, mean of 3 seeds unless said):
 - trlX's loss weights and sync (awac 1, cql 0.1, alpha 0.001 every 5 steps; lr 2e-3, beta 8) gain +0.01
   [-0.09, 0.11]: the BC and CQL gradients dominate the shared transformer and the Q/V heads only start to rank
   tokens after ~200 steps (awac 1, cql 0, 400 steps: +0.61 on seed 0). ``awac_scale`` 0.05 lets Q/V shape the
@@ -43,8 +48,8 @@ over the SFT policy, mean of 3 seeds unless said):
 - decoding ``beta`` 8, the original's toxicity value (trlX 1): gold rises with beta (gain +0.03 / +0.10 /
   +0.22 / +0.32 at beta 0 / 1 / 4 / 8) while the KL barely moves (6.5 / 6.5 / 6.7 / 7.3 nats: most of it is
   the drift of the shared transformer under the Q/V gradients, with top-k 20 at every beta).
-trlX's settings: ``algo.awac_scale=1 algo.cql_scale=0.1 algo.alpha=0.001 algo.steps_for_target_q_sync=5
-algo.beta=1 algo.lr=5e-5`` (and ``train.betas=[0.9,0.95]``).
+trlX's settings: ``algo=ilql_light algo.awac_scale=1 algo.cql_scale=0.1 algo.alpha=0.001
+algo.steps_for_target_q_sync=5 algo.beta=1 algo.lr=5e-5`` (and ``train.betas=[0.9,0.95]``).
 """
 
 from __future__ import annotations
@@ -384,7 +389,7 @@ def train(cfg: ILQLConfig, ctx: Any) -> Any:
         for _ in range(tc.grad_accum):  # each rank: its shard of the micro-batch's prompt groups
             groups = engine.shard(next(batches), "train.batch_size / train.grad_accum")
             batch = collate([ex for i in groups for ex in examples[i]], policy.pad_id, policy.device)
-            ctx.add_tokens(int(batch.attention_mask.sum()))
+            ctx.add_tokens(int(batch.attention_mask.sum()) * (1 if target.body is None else 2))  # + target body
             logits, _, hidden = forward(policy.model, batch.input_ids, batch.attention_mask, cache=False,
                                         hidden=True)
             qs, targets, values = heads(hidden, target.hidden(batch.input_ids, batch.attention_mask))
