@@ -8,11 +8,11 @@ name plus the hyperparameters that differ between that algorithm's groups in the
 frontier sweep over ``algo.beta`` yields one row per beta.
 
 Ranks come from tests, never from the overlap of intervals (which rewards variance: a wide-interval row with a low
-mean would outrank narrow rows with higher means): two-sided Welch t-tests of the headline over seeds between
-every pair of rows of a track (the headline's final values), Holm-corrected over all those pairs at ``stats.ALPHA``. A row's rank is 1 + the rows
-significantly better than it, or than any row with a higher mean, whichever is more: rows not shown to differ share
-a rank, and a row never ranks above one with a higher mean (with 1 + its own count alone, a row too noisy for any
-test to separate would rank first). A row with one seed cannot be tested: only the rows above it in the mean order
+mean would outrank narrow rows with higher means): two-sided Welch t-tests of the headline's final values over
+seeds between every pair of rows of a track, Holm-corrected over all those pairs at ``stats.ALPHA``. A row's rank is
+1 + the rows significantly better than it, or than any row with a higher mean, whichever is more: rows not shown to
+differ share a rank, and a row never ranks above one with a higher mean (with 1 + its own count alone, a row too
+noisy for any test to separate would rank first). A row with one seed cannot be tested: only the rows above it in the mean order
 set its rank. Each row is also compared with the track's SFT row (``algo=sft``) and
 with the row above it (``stats.compare``: paired where the seeds match), each family Holm-corrected.
 

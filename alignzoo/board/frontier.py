@@ -56,7 +56,7 @@ def _number(v: Any) -> Optional[float]:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    step: float
+    step: Any  # as the history holds it (an int)
     kl: float
     test: float  # the headline on the test (eval) prompts
     val: Optional[float]  # the headline on the validation prompts; None where the run did not score it
@@ -70,7 +70,7 @@ def checkpoints(history: Iterable[Any], metric: str) -> list[Checkpoint]:
             continue
         step, kl, test = (_number(entry.get(k)) for k in ("step", KL_METRIC, metric))
         if step is not None and kl is not None and test is not None:
-            out.append(Checkpoint(step, kl, test, _number(entry.get(val_key(metric)))))
+            out.append(Checkpoint(entry["step"], kl, test, _number(entry.get(val_key(metric)))))
     return out
 
 
