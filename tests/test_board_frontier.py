@@ -220,13 +220,15 @@ def test_validation_pass_needs_a_task_that_offers_prompts_and_an_evaluator_that_
     assert validation_metrics(SimpleNamespace(evaluators={"k": SimpleNamespace()}, task=task), None, 0) == {}
 
 
-def test_sentiment_validation_prompts_are_disjoint_from_eval_prompts():
+def test_sentiment_validation_prompts_come_from_sentences_disjoint_from_eval():
     from alignzoo.tasks.sentiment import SentimentConfig, SentimentTask
 
     task = SentimentTask(SentimentConfig(corpus_size=20000, feedback_prompts=100), ctx=None)
-    val, test = task.validation_prompts(None, 300), task.eval_prompts(None, 500)
-    assert len(val) == 300 and not set(val) & set(test)
-    assert task.validation_prompts(None, 300) == val  # the same prompts every evaluation
+    val = task.validation_prompts(None, 500)
+    assert len(val) == 500 and task.validation_prompts(None, 500) == val  # the same prompts every evaluation
+    assert all(sentence.startswith(p + " ") for p, sentence in zip(val, task.splits["val"]))
+    assert not set(task.splits["val"]) & set(task.splits["eval"])
+    assert val != task.eval_prompts(None, 500)
 
 
 def test_a_smoke_run_on_sentiment_writes_validation_gold_in_every_history_entry(tmp_path, stage_cache):
