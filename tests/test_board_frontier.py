@@ -186,7 +186,8 @@ def section(text, task, heading):
 def test_markdown_shows_each_tracks_own_columns_and_marks(built):
     md = built["md"]
     arith, sent = section(md, "arithmetic", "## "), section(md, "sentiment", "## ")
-    head = "| Accuracy @ KL ≤ 2 | Accuracy @ KL ≤ 5 | Accuracy @ KL ≤ 10 | Accuracy area, KL 0–10 | Accuracy | pass@8 |"
+    head = ("| Accuracy @ KL ≤ 2 | Accuracy @ KL ≤ 5 | Accuracy @ KL ≤ 10 | Accuracy area, KL 0–10 | Accuracy | "
+            "pass@8 |")
     assert head in arith and "Format-hack rate" in arith and "Gold reward" not in arith
     assert "| Gold reward @ KL ≤ 2 |" in sent and "pass@8" not in sent and "Gold reward vs SFT row" in sent
     grpo = next(line for line in arith.splitlines() if "| grpo" in line)

@@ -44,8 +44,8 @@ def test_demo_table_is_the_boards_markdown_table(tmp_path):
     board_md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
     assert _table_lines(table) == _table_lines(board_md.split("## Reproduce")[0])
     lines = _table_lines(table)
-    assert lines[0] == ("| Rank | Algorithm | n | Gold reward @ KL ≤ 2 | Gold reward @ KL ≤ 5 | Gold reward @ KL ≤ 10 | "
-                        "Gold reward area, KL 0–10 | Gold reward | Gain over SFT | KL (nats) | Win rate | Length | "
+    assert lines[0] == ("| Rank | Algorithm | n | Gold reward @ KL ≤ 2 | Gold reward @ KL ≤ 5 | "
+                        "Gold reward @ KL ≤ 10 | Gold reward area, KL 0–10 | Gold reward | Gain over SFT | KL (nats) | Win rate | Length | "
                         "Wall time (s) | Gold reward vs SFT row [CI], p_holm | Gold reward vs row above [CI], p_holm | "
                         "Collapsed | Failed |")
     # by mean gold reward; the Pareto front joins the seeds' own points: dpo's seed 0 (KL 0, 0.30) dominates the rest

@@ -12,9 +12,9 @@ mean would outrank narrow rows with higher means): two-sided Welch t-tests of th
 seeds between every pair of rows of a track, Holm-corrected over all those pairs at ``stats.ALPHA``. A row's rank is
 1 + the rows significantly better than it, or than any row with a higher mean, whichever is more: rows not shown to
 differ share a rank, and a row never ranks above one with a higher mean (with 1 + its own count alone, a row too
-noisy for any test to separate would rank first). A row with one seed cannot be tested: only the rows above it in the mean order
-set its rank. Each row is also compared with the track's SFT row (``algo=sft``) and
-with the row above it (``stats.compare``: paired where the seeds match), each family Holm-corrected.
+noisy for any test to separate would rank first). A row with one seed cannot be tested: only the rows above it in
+the mean order set its rank. Each row is also compared with the track's SFT row (``algo=sft``) and with the row
+above it (``stats.compare``: paired where the seeds match), each family Holm-corrected.
 
 Each row also gets the matched-KL columns (``frontier``: the headline at KL budgets and the area under the
 frontier, from every checkpoint of its seeds, chosen on the validation prompts). The Pareto front (PARETO_RULE) is
@@ -44,7 +44,7 @@ MESSAGE_CHARS = 2000  # an error message is cut to this many characters in the b
 REFERENCE_ALGO = "sft"  # the reference row of a track: the starting policy every optimizer is compared with
 COLLAPSE_SDS = 2.0  # a seed has collapsed when its final headline is below the SFT row's mean minus this many sds
 RANK_RULE = ("1 + the rows of the same task/model/budget significantly better in the track's headline metric "
-             "(tracks[].headline; final values) than this row or "
+             "(groups[].headline; final values) than this row or "
              f"than a row with a higher mean (two-sided Welch t-tests over seeds between every pair of rows, Holm "
              f"step-down over all pairs of the track, alpha {ALPHA}); rows not shown to differ share a rank, and no "
              "row ranks above a row with a higher mean")
