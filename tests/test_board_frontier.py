@@ -160,7 +160,7 @@ def built(tmp_path_factory):
 
 def test_frontier_columns_are_in_leaderboard_json(built):
     data = built["json"]
-    assert data["rank_by"] == {"arithmetic": ACC, "sentiment": GOLD}
+    assert data["schema_version"] == 2 and data["rank_by"] == {"arithmetic": ACC, "sentiment": GOLD}
     assert data["frontier"]["kl_budgets"] == [2.0, 5.0, 10.0] and data["frontier"]["area_kl"] == 10.0
     assert "validation prompts" in data["frontier"]["rule"]
     groups = {(g["task"], g["label"]): g for g in data["groups"]}

@@ -13,7 +13,7 @@ from alignzoo.board.aggregate import Group, group_records, protocol, usable
 from alignzoo.board.collect import collect
 from alignzoo.board.tables import config_yaml, leaderboard_json, leaderboard_md, runs_csv
 
-BOARD_SCHEMA_VERSION = 1
+BOARD_SCHEMA_VERSION = 2  # 2: rank_by is {task: headline}; groups carry headline, frontier, kl_bound
 
 
 @dataclass
