@@ -180,6 +180,7 @@ class RunContext:
         import torch
 
         from alignzoo.evaluators.samples import EvalSamples
+        from alignzoo.evaluators.validation import validation_metrics
 
         if not self.evaluators or not is_main_process():  # under a launcher, rank 0 evaluates
             return {}
@@ -195,6 +196,7 @@ class RunContext:
             for name, evaluator in self.evaluators.items():
                 for k, v in evaluator.evaluate(samples).items():
                     metrics[f"eval/{k}"] = float(v)
+            metrics.update(validation_metrics(self, policy, seed))  # val/<metric>: what the board picks by
         self.record.history.append({"step": step, **metrics})
         self.log(metrics, step)
         if was_training:

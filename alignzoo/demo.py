@@ -41,7 +41,7 @@ def results_table(records: list[dict[str, Any]]) -> str:
 
 def legend() -> str:
     """How to read the table: the board's own legend (the lines LEADERBOARD.md and the page print)."""
-    return "\n".join([*board_legend(), "★ on the gold-reward-vs-KL Pareto front."])
+    return "\n".join(board_legend())  # its last line says what ★ marks
 
 
 def main(args: list[str]) -> int:

@@ -169,7 +169,7 @@ def test_record_strings_are_escaped_in_html_and_markdown(tmp_path):
     markdown_it = pytest.importorskip("markdown_it")
     rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(md)  # raw HTML allowed: the worst case
     assert not re.search(r"<(script|svg|b)[ >]", rendered)
-    assert re.findall(r"<img [^>]*>", rendered) == ['<img src="frontier.png" alt="gold reward vs KL" />']  # ours only
+    assert re.findall(r"<img [^>]*>", rendered) == ['<img src="frontier.png" alt="headline vs KL" />']  # ours only
     assert rendered.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3  # table, reproduce list, failed runs
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and r"t\|a\*s\_k" in md
     header = next(line for line in md.splitlines() if line.startswith("| Rank"))
@@ -471,7 +471,7 @@ def test_config_keys_and_values_and_warnings_are_escaped(tmp_path):
     markdown_it = pytest.importorskip("markdown_it")
     rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(md)
     assert "<a " not in rendered and re.findall(r"<img [^>]*>", rendered) == [
-        '<img src="frontier.png" alt="gold reward vs KL" />']
+        '<img src="frontier.png" alt="headline vs KL" />']
     assert "&lt;img src=x onerror=alert(4)&gt;=" in rendered
     header = next(line for line in md.splitlines() if line.startswith("| Rank"))
     rows = [line for line in md.splitlines() if line.startswith("| ") and "img" in line]

@@ -44,17 +44,20 @@ def test_demo_table_is_the_boards_markdown_table(tmp_path):
     board_md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
     assert _table_lines(table) == _table_lines(board_md.split("## Reproduce")[0])
     lines = _table_lines(table)
-    assert lines[0] == ("| Rank | Algorithm | n | Gold reward | Gain over SFT | KL (nats) | Win rate | Length | "
-                        "Wall time (s) | Gold vs SFT row [CI], p_holm | Gold vs row above [CI], p_holm | Collapsed | "
-                        "Failed |")
-    assert [line.split(" | ")[1] for line in lines[2:]] == ["dpo ★", "ppo ★", "sft ★"]  # by mean gold reward
-    # mean of 0.30, 0.20, 0.25 with its Student-t interval (0.25 -+ 4.303 * 0.05 / sqrt 3)
-    assert lines[2].startswith("| 1 | dpo ★ | 3 | 0.250 [0.126, 0.374] |")
+    assert lines[0] == ("| Rank | Algorithm | n | Gold reward @ KL ≤ 2 | Gold reward @ KL ≤ 5 | "
+                        "Gold reward @ KL ≤ 10 | Gold reward area, KL 0–10 | Gold reward | Gain over SFT | KL (nats) | Win rate | Length | "
+                        "Wall time (s) | Gold reward vs SFT row [CI], p_holm | Gold reward vs row above [CI], p_holm | "
+                        "Collapsed | Failed |")
+    # by mean gold reward; the Pareto front joins the seeds' own points: dpo's seed 0 (KL 0, 0.30) dominates the rest
+    assert [line.split(" | ")[1] for line in lines[2:]] == ["dpo ★", "ppo", "sft"]
+    # no history: no checkpoints, so the matched-KL cells are n/a; then the mean of 0.30, 0.20, 0.25 with its
+    # Student-t interval (0.25 -+ 4.303 * 0.05 / sqrt 3)
+    assert lines[2].startswith("| 1 | dpo ★ | 3 | n/a | n/a | n/a | n/a | 0.250 [0.126, 0.374] |")
     # ppo (seeds 0, 1) against dpo (seeds 0, 1, 2): the seeds differ, so Welch; no test separates them: rank 1 too
-    assert lines[3].startswith("| 1 | ppo ★ | 2 |")
+    assert lines[3].startswith("| 1 | ppo | 2 |")
     assert lines[3].endswith(" | – | -0.050 [-0.995, +0.895] p_holm=0.705 Welch | – | 1 |")  # ppo's failed seed
     # one seed: the mean alone, marked n=1 and never tested (so no row is shown to be better: rank 1 as well)
-    assert lines[4].startswith("| 1 | sft ★ | 1 | -0.050 (n=1) | n/a | 0.00 (n=1) |")
+    assert lines[4].startswith("| 1 | sft | 1 | n/a | n/a | n/a | n/a | -0.050 (n=1) | n/a | 0.00 (n=1) |")
     assert lines[4].endswith(" | ref | – | – | 0 |")
     assert table.splitlines()[0] == "task=sentiment · model=tiny · budget=quick"
 

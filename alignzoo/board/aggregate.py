@@ -1,20 +1,25 @@
 """Group records into presets and aggregate each over seeds.
 
 A *track* is what a comparison holds fixed: task x model x budget; ranks, comparisons and Pareto fronts are computed
-within one.
+within one, on the track's *headline* metric (``headline``: gold reward on sentiment, accuracy on arithmetic, ...).
 A *group* (one leaderboard row) is a track x algorithm preset: every run whose resolved config is the same once the
 seed and the settings that cannot change results (loggers, ``run.*``) are set aside. Its label is the algorithm's
 name plus the hyperparameters that differ between that algorithm's groups in the track (``dpo (beta=0.3)``), so a
 frontier sweep over ``algo.beta`` yields one row per beta.
 
 Ranks come from tests, never from the overlap of intervals (which rewards variance: a wide-interval row with a low
-mean would outrank narrow rows with higher means): two-sided Welch t-tests of ``RANK_METRIC`` over seeds between
-every pair of rows of a track, Holm-corrected over all those pairs at ``stats.ALPHA``. A row's rank is 1 + the rows
-significantly better than it, or than any row with a higher mean, whichever is more: rows not shown to differ share
-a rank, and a row never ranks above one with a higher mean (with 1 + its own count alone, a row too noisy for any
-test to separate would rank first). A row with one seed cannot be tested: only the rows above it in the mean order
-set its rank. Each row is also compared with the track's SFT row (``algo=sft``) and
-with the row above it (``stats.compare``: paired where the seeds match), each family Holm-corrected.
+mean would outrank narrow rows with higher means): two-sided Welch t-tests of the headline's final values over
+seeds between every pair of rows of a track, Holm-corrected over all those pairs at ``stats.ALPHA``. A row's rank is
+1 + the rows significantly better than it, or than any row with a higher mean, whichever is more: rows not shown to
+differ share a rank, and a row never ranks above one with a higher mean (with 1 + its own count alone, a row too
+noisy for any test to separate would rank first). A row with one seed cannot be tested: only the rows above it in
+the mean order set its rank. Each row is also compared with the track's SFT row (``algo=sft``) and with the row
+above it (``stats.compare``: paired where the seeds match), each family Holm-corrected.
+
+Each row also gets the matched-KL columns (``frontier``: the headline at KL budgets and the area under the
+frontier, from every checkpoint of its seeds, chosen on the validation prompts). The Pareto front (PARETO_RULE) is
+drawn through the seeds' own final (KL, headline) points, never through seed-averaged points: the mean of KLs 10,
+24 and 40 is no policy's KL.
 """
 
 from __future__ import annotations
@@ -28,27 +33,29 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import alignzoo.board.frontier as frontier
 import alignzoo.board.stats as stats  # the submodule itself: board/__init__ imports this module
+from alignzoo.board.headline import KL_METRIC, Headline, headline_of
 from alignzoo.board.stats import ALPHA, Comparison, compare, finite, holm, summaries, welch, within_range
 
-RANK_METRIC = "eval/gold_reward"  # what the board ranks by
-KL_METRIC = "eval/kl"  # the x axis of the frontier
-CURVE_METRICS = ("eval/gold_reward", "eval/kl")  # learning curves kept per group (from each record's history)
 COST_FIELDS = {"cost/wall_time_s": "wall_time_s", "cost/tokens": "tokens", "cost/peak_memory_mb": "peak_memory_mb"}
 IGNORED_CONFIG = ("seed", "logger", "run")  # top-level config keys that do not define a preset
 MESSAGE_CHARS = 2000  # an error message is cut to this many characters in the board
 REFERENCE_ALGO = "sft"  # the reference row of a track: the starting policy every optimizer is compared with
-COLLAPSE_SDS = 2.0  # a seed has collapsed when its final gold is below the SFT row's mean minus this many of its sds
-RANK_RULE = (f"1 + the rows of the same task/model/budget significantly better in {RANK_METRIC} than this row or "
+COLLAPSE_SDS = 2.0  # a seed has collapsed when its final headline is below the SFT row's mean minus this many sds
+RANK_RULE = ("1 + the rows of the same task/model/budget significantly better in the track's headline metric "
+             "(groups[].headline; final values) than this row or "
              f"than a row with a higher mean (two-sided Welch t-tests over seeds between every pair of rows, Holm "
              f"step-down over all pairs of the track, alpha {ALPHA}); rows not shown to differ share a rank, and no "
              "row ranks above a row with a higher mean")
-COMPARISON_RULE = (f"vs_sft / vs_above: {RANK_METRIC} of the row minus that of the track's SFT row / of the row "
+COMPARISON_RULE = ("vs_sft / vs_above: the headline of the row minus that of the track's SFT row / of the row "
                    "above it: the difference of means with its uncorrected 95% interval, p and the Holm-adjusted "
                    "p_holm of its family (each column of a track); a paired t-test on the per-seed differences "
                    "where both rows hold the same seeds, else Welch")
-COLLAPSE_RULE = (f"share of a row's seeds whose final {RANK_METRIC} is below the mean of its track's SFT row minus "
+COLLAPSE_RULE = (f"share of a row's seeds whose final headline is below the mean of its track's SFT row minus "
                  f"{COLLAPSE_SDS:g} of its standard deviations (needs an SFT row with 2+ seeds)")
+PARETO_RULE = ("pareto: at least one of the row's seeds has a final (eval/kl, headline) point that no seed's point of "
+               "the track dominates (lower or equal KL and higher or equal headline, one strictly)")
 
 
 @dataclass
@@ -64,11 +71,14 @@ class Group:
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> [{step, mean, lo, hi, n, ...}]
     rank: Optional[int] = None  # RANK_RULE: from Holm-corrected Welch tests, monotone in the mean
     better: list[str] = field(default_factory=list)  # ids of the groups significantly better than this one
-    vs_sft: Optional[dict[str, Any]] = None  # gold minus the track's SFT row's (``_comparison``); None: no test
-    vs_above: Optional[dict[str, Any]] = None  # gold minus the row above's in the board's order
+    vs_sft: Optional[dict[str, Any]] = None  # headline minus the track's SFT row's (``_comparison``); None: no test
+    vs_above: Optional[dict[str, Any]] = None  # headline minus the row above's in the board's order
     collapse: Optional[dict[str, Any]] = None  # {rate, collapsed, n, threshold} (COLLAPSE_RULE); None: no SFT row
     reference: bool = False  # the track's SFT row, which the vs_sft comparisons are against
-    pareto: bool = False  # on the track's gold-reward-vs-KL Pareto front
+    pareto: bool = False  # a seed's final point is on the track's headline-vs-KL Pareto front (PARETO_RULE)
+    headline: Headline = field(default_factory=lambda: headline_of("sentiment"))  # what the track ranks by
+    frontier: dict[str, Any] = field(default_factory=dict)  # matched-KL columns (``frontier``), see _frontier
+    kl_bound: bool = False  # eval/kl is an analytic upper bound (best-of-N), not an estimate
     command: str = ""  # reproduces every run of the group
     repeats: list[dict[str, Any]] = field(default_factory=list)  # ok runs of a seed that ran again later (not counted)
 
@@ -108,11 +118,18 @@ class Group:
     def seeds(self) -> list[Any]:
         return sorted({r.get("seed") for r in self.runs if r.get("seed") is not None}, key=_sort_key)
 
+    @property
+    def score(self) -> dict[str, Any]:
+        """The headline's final-value statistics (what ranks the row)."""
+        return self.metric(self.headline.metric)
+
     def metric(self, name: str) -> dict[str, Any]:
         return self.metrics.get(name) or {"mean": None, "lo": None, "hi": None, "n": 0}
 
-    def per_seed(self, name: str = RANK_METRIC) -> dict[Any, float]:
-        """{seed: final value} of the counted runs; a run without a seed is keyed by its run id, so it never pairs."""
+    def per_seed(self, name: Optional[str] = None) -> dict[Any, float]:
+        """{seed: final value} of the counted runs (of the headline by default); a run without a seed is keyed by its
+        run id, so it never pairs."""
+        name = name or self.headline.metric
         out: dict[Any, float] = {}
         for r in self.ok:
             v = (r.get("metrics") or {}).get(name)
@@ -126,7 +143,8 @@ class Group:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "rank": self.rank, "label": self.label, "algo": self.algo, "task": self.track[0],
-            "model": self.track[1], "budget": self.track[2], "preset": self.preset, "n": len(self.ok),
+            "model": self.track[1], "budget": self.track[2], "headline": self.headline.metric,
+            "preset": self.preset, "n": len(self.ok), "frontier": self.frontier, "kl_bound": self.kl_bound,
             "failed": len(self.failed), "seeds": self.seeds, "pareto": self.pareto,
             "reference": self.reference, "significantly_better": self.better, "vs_sft": self.vs_sft,
             "vs_above": self.vs_above, "collapse": self.collapse, "metrics": self.metrics,
@@ -227,29 +245,32 @@ def run_command(record: dict[str, Any]) -> str:
 
 
 def group_records(records: list[dict[str, Any]]) -> list[Group]:
-    """Records -> groups (ranked, labelled, aggregated), ordered by track, then rank, then mean gold reward."""
+    """Records -> groups (ranked, labelled, aggregated), ordered by track, then rank, then mean headline."""
     buckets: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         track = (text(r.get("task")), text(r.get("model")), text(r.get("budget")))
         key = json.dumps(_preset_config(r), sort_keys=True, default=str)
         buckets[(track, text(r.get("algo")), key)].append(r)
 
+    headlines = {track: headline_of(track[0], [r for (t, _, _), rs in buckets.items() if t == track for r in rs])
+                 for track in {t for t, _, _ in buckets}}
     groups: list[Group] = []
     for (track, algo, key), runs in buckets.items():
         runs.sort(key=lambda r: (_sort_key(r.get("seed")), str(r.get("run_id"))))
         digest = hashlib.sha1(json.dumps([track, algo, key]).encode()).hexdigest()[:8]
         config = dict(next((r for r in runs if usable(r)), runs[0]).get("config") or {})
         groups.append(Group(id=f"{_slug(algo)}-{digest}", track=track, algo=algo, preset={}, label=algo,
-                            config=config, runs=runs, command=reproduce_command(runs)))
+                            config=config, runs=runs, command=reproduce_command(runs), headline=headlines[track]))
     _label(groups)
     for g in groups:
         _aggregate(g)
+        _frontier(g)
     for members in _tracks(groups).values():
         _rank(members)
         _pareto(members)
     order = {t: i for i, t in enumerate(sorted({g.track for g in groups}))}
     groups.sort(key=lambda g: (order[g.track], g.rank if g.rank is not None else math.inf,
-                               -(g.metric(RANK_METRIC)["mean"] or 0.0) if g.rank is not None else 0.0,
+                               -(g.score["mean"] or 0.0) if g.rank is not None else 0.0,
                                g.label, g.id))
     for members in _tracks(groups).values():  # in the board's order: "the row above" is the one printed above
         _compare_with_reference(members)
@@ -262,7 +283,9 @@ def protocol() -> dict[str, Any]:
     ranges = {pattern: [lo, hi] for pattern, lo, hi in stats.METRIC_RANGES}
     return {"ci": {"method": stats.INTERVAL_METHOD, "level": stats.LEVEL, "resamples": stats.RESAMPLES,
                    "seed": stats.SEED, "bca_from_n": stats.BCA_FROM_N, "ranges": ranges},
-            "rank": RANK_RULE, "comparisons": COMPARISON_RULE, "collapse": COLLAPSE_RULE}
+            "rank": RANK_RULE, "comparisons": COMPARISON_RULE, "collapse": COLLAPSE_RULE, "pareto": PARETO_RULE,
+            "frontier": {"rule": frontier.FRONTIER_RULE, "kl_budgets": list(frontier.KL_BUDGETS),
+                         "area_kl": frontier.AREA_KL, "columns": frontier.columns()}}
 
 
 def _tracks(groups: list[Group]) -> dict[tuple[str, str, str], list[Group]]:
@@ -301,7 +324,7 @@ def _aggregate(g: Group) -> None:
     order = lambda k: ({"eval": 0, "train": 1, "cost": 2}.get(k.split("/")[0], 3), k)  # noqa: E731
     columns = {k: values[k] for k in sorted(values, key=order)}
     curves: dict[tuple[str, Any], list[float]] = defaultdict(list)
-    for name in CURVE_METRICS:
+    for name in (g.headline.metric, KL_METRIC):  # learning curves kept per group (from each record's history)
         for r in ok:
             for point in r.get("history") or []:
                 if isinstance(point, dict) and finite([point.get("step")]) and finite([point.get(name)]):
@@ -312,9 +335,27 @@ def _aggregate(g: Group) -> None:
         g.curves.setdefault(name, []).append({"step": step, **within_range(computed[("c", name, step)], name)})
 
 
+def _frontier(g: Group) -> None:
+    """The matched-KL columns of one row (``frontier``): per-seed envelopes, then mean and interval over seeds."""
+    seeds = [{"seed": r.get("seed"), "run_id": r.get("run_id"),
+              **frontier.seed_frontier(r.get("history") or [], g.headline.metric)} for r in g.ok]
+    values = frontier.row_values(seeds)
+    computed = summaries(values)
+    by = {s["selected_by"] for s in seeds}
+    g.kl_bound = any(frontier.BOUND_MARK in (r.get("metrics") or {}) for r in g.ok)
+    g.frontier = {
+        "headline": g.headline.metric,
+        "selected_by": (frontier.val_key(g.headline.metric) if by == {"val"} else
+                        "test" if by == {"test"} else "mixed" if by - {None} else None),
+        **{c: within_range(computed[c], g.headline.metric) if c in computed else
+           {"mean": None, "lo": None, "hi": None, "n": 0} for c in frontier.columns()},
+        "per_seed": seeds,
+    }
+
+
 def _rank(members: list[Group]) -> None:
     """RANK_RULE within one track: Welch tests between every pair of scored rows, Holm over the pairs tested."""
-    scored = [g for g in members if g.metric(RANK_METRIC)["mean"] is not None]
+    scored = [g for g in members if g.score["mean"] is not None]
     values = {g.id: list(g.per_seed().values()) for g in scored}
     tests = [(a, b, c) for i, a in enumerate(scored) for b in scored[i + 1:]
              if (c := welch(values[a.id], values[b.id])) is not None]
@@ -323,16 +364,25 @@ def _rank(members: list[Group]) -> None:
             (b if c.diff > 0 else a).better.append((a if c.diff > 0 else b).id)
     raw = {g.id: 1 + len(g.better) for g in scored}
     for g in scored:  # a row never ranks above a row with a higher mean: a wide interval is no evidence of merit
-        mean = g.metric(RANK_METRIC)["mean"]
-        g.rank = max(raw[h.id] for h in scored if h.metric(RANK_METRIC)["mean"] >= mean)
+        mean = g.score["mean"]
+        g.rank = max(raw[h.id] for h in scored if h.score["mean"] >= mean)
+
+
+def seed_points(members: list[Group]) -> list[tuple[Group, float, float]]:
+    """Every counted seed's final (KL, headline) point of a track, with its row: what the Pareto front joins."""
+    out = []
+    for g in members:
+        kls, scores = g.per_seed(KL_METRIC), g.per_seed()
+        out += [(g, kls[s], scores[s]) for s in scores if s in kls]
+    return out
 
 
 def _pareto(members: list[Group]) -> None:
-    """The track's gold-reward-vs-KL Pareto front on the rows' means."""
-    points = [(g, g.metric(KL_METRIC)["mean"], g.metric(RANK_METRIC)["mean"]) for g in members
-              if g.metric(KL_METRIC)["mean"] is not None and g.metric(RANK_METRIC)["mean"] is not None]
-    for g, kl, gold in points:
-        g.pareto = not any((k2 <= kl and r2 >= gold) and (k2 < kl or r2 > gold) for _, k2, r2 in points)
+    """PARETO_RULE: the track's headline-vs-KL front through the seeds' own final points."""
+    points = seed_points(members)
+    on_front = frontier.pareto_front([(kl, h) for _, kl, h in points])
+    for (g, _, _), front in zip(points, on_front):
+        g.pareto = g.pareto or front
 
 
 def _comparison(c: Comparison, ref: Group, p_holm: float) -> dict[str, Any]:
@@ -349,13 +399,13 @@ def _publish(pairs: list[tuple[Group, Group, Comparison]], slot: str) -> None:
 
 
 def reference_row(members: list[Group]) -> Optional[Group]:
-    """The track's SFT row (``algo=sft``) with gold values; of several, the one with the most seeds."""
+    """The track's SFT row (``algo=sft``) with headline values; of several, the one with the most seeds."""
     refs = [g for g in members if g.algo == REFERENCE_ALGO and g.per_seed()]
     return min(refs, key=lambda g: (-len(g.per_seed()), g.id), default=None)
 
 
 def _compare_with_reference(members: list[Group]) -> None:
-    """Every row's gold against the SFT row's (one Holm family per track), and the collapse rate (COLLAPSE_RULE)."""
+    """Every row's headline against the SFT row's (one Holm family per track), and the collapse rate (COLLAPSE_RULE)."""
     ref = reference_row(members)
     if ref is None:
         return
@@ -363,7 +413,7 @@ def _compare_with_reference(members: list[Group]) -> None:
     base = ref.per_seed()
     pairs = [(g, ref, c) for g in members if g is not ref and (c := compare(g.per_seed(), base)) is not None]
     _publish(pairs, "vs_sft")
-    stat = ref.metric(RANK_METRIC)
+    stat = ref.score
     if stat["n"] < 2:
         return
     threshold = stat["mean"] - COLLAPSE_SDS * stat["sd"]
@@ -375,7 +425,7 @@ def _compare_with_reference(members: list[Group]) -> None:
 
 
 def _compare_with_row_above(members: list[Group]) -> None:
-    """Every ranked row's gold against the ranked row printed above it (one Holm family per track)."""
+    """Every ranked row's headline against the ranked row printed above it (one Holm family per track)."""
     ranked = [g for g in members if g.rank is not None]
     pairs = [(g, above, c) for above, g in zip(ranked, ranked[1:])
              if (c := compare(g.per_seed(), above.per_seed())) is not None]

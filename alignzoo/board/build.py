@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from alignzoo.board.aggregate import RANK_METRIC, Group, group_records, protocol, usable
+from alignzoo.board.aggregate import Group, group_records, protocol, usable
 from alignzoo.board.collect import collect
 from alignzoo.board.tables import config_yaml, leaderboard_json, leaderboard_md, runs_csv
 
-BOARD_SCHEMA_VERSION = 1
+BOARD_SCHEMA_VERSION = 2  # 2: rank_by is {task: headline}; groups carry headline, frontier, kl_bound
 
 
 @dataclass
@@ -66,7 +66,8 @@ def build_board(run_dirs: Iterable[str | Path], out: str | Path, *, title: str =
     n_failed = sum(1 for r in records if not usable(r))
     meta = {
         "schema_version": BOARD_SCHEMA_VERSION, "alignzoo_version": _version(), "run_dirs": run_dirs,
-        "rank_by": RANK_METRIC, "n_records": len(records), "n_ok": len(records) - n_failed, "n_failed": n_failed,
+        "rank_by": {g.track[0]: g.headline.metric for g in groups},  # task -> its headline
+        "n_records": len(records), "n_ok": len(records) - n_failed, "n_failed": n_failed,
         **protocol(),
         "git_shas": sorted({r["git_sha"] for r in records if r.get("git_sha")}),
         "warnings": list(collected.warnings) + [

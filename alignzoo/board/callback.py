@@ -107,16 +107,17 @@ def log_to_wandb(config: Any, board: Any, *, group: str) -> bool:
             return False
         import wandb
 
-        from alignzoo.board.tables import COLUMNS, track_title
+        from alignzoo.board.tables import track_title
 
-        columns = ["rank", "algorithm", "track", "n", "failed"]
-        for _, header, _ in COLUMNS:
+        shown = list(dict.fromkeys(c for g in board.groups for c in g.headline.columns))  # every track's, in order
+        columns = ["rank", "algorithm", "track", "headline", "n", "failed"]
+        for _, header, _ in shown:
             columns += [header, f"{header} lo", f"{header} hi"]
         columns += ["command", "group_id"]
         rows = []
         for g in board.groups:
-            row = [g.rank, g.label, track_title(g.track), len(g.ok), len(g.failed)]
-            for key, _, _ in COLUMNS:
+            row = [g.rank, g.label, track_title(g.track), g.headline.metric, len(g.ok), len(g.failed)]
+            for key, _, _ in shown:
                 stat = g.metric(key)
                 row += [stat["mean"], stat["lo"], stat["hi"]]
             rows.append(row + [g.command, g.id])

@@ -10,7 +10,9 @@ from typing import Any
 import jinja2
 
 from alignzoo.board.aggregate import Group, error_summary
-from alignzoo.board.tables import COLUMNS, COMPARISONS, fmt, fmt_collapse, fmt_comparison, legend, track_title
+from alignzoo.board.headline import KL_METRIC
+from alignzoo.board.tables import (COMPARISONS, KL_BOUND, TEST_PICKED, comparison_headers, fmt, fmt_collapse,
+                                   fmt_comparison, frontier_columns, legend, track_title)
 
 TEMPLATE = r"""<!DOCTYPE html>
 <html lang="en">
@@ -43,19 +45,20 @@ figcaption { color: #555; }
 <h1>{{ title }}</h1>
 <p class="meta">{{ summary }}</p>
 <p class="meta">Each row is one algorithm preset on one task/model/budget, with the number of seeds <i>n</i>,
-ranked by <code>{{ rank_metric }}</code> within a track. <span class="badge">front</span> marks the
-gold-reward-vs-KL Pareto front. Click a column header to sort.</p>
+ranked by its task's headline within a track. <span class="badge">front</span> marks the
+headline-vs-KL Pareto front (through the seeds' own final points). Click a column header to sort.</p>
 <ul class="meta legend">{% for line in legend %}<li>{{ line }}</li>{% endfor %}</ul>
 <p class="meta">
 Data: <a href="leaderboard.json">leaderboard.json</a> · <a href="runs.csv">runs.csv</a> ·
 <a href="LEADERBOARD.md">LEADERBOARD.md</a></p>
 {% for track in tracks %}
 <h2>{{ track.title }}</h2>
+<p class="meta">Headline: <code>{{ track.headline }}</code>.</p>
 <table class="board sortable">
 <thead><tr>
 <th>Rank</th><th class="text">Algorithm</th><th>n</th>
-{% for c in columns %}<th>{{ c }}</th>{% endfor %}
-{% for c in comparisons %}<th>{{ c }}</th>{% endfor %}
+{% for c in track.columns %}<th>{{ c }}</th>{% endfor %}
+{% for c in track.comparisons %}<th>{{ c }}</th>{% endfor %}
 <th>Collapsed</th><th>Tokens</th><th>Failed</th><th class="text">Config</th><th class="text">Reproduce</th>
 </tr></thead>
 <tbody>
@@ -155,9 +158,21 @@ def _num(v: Any) -> str:
     return "" if v is None else repr(float(v))
 
 
-def _cell(stat: dict[str, Any], digits: int) -> dict[str, str]:
+def _cell(stat: dict[str, Any], digits: int, *, prefix: str = "", suffix: str = "") -> dict[str, str]:
+    """The mean over its interval; ``prefix``/``suffix`` mark the mean (a KL bound, a test-picked checkpoint)."""
     main, _, ci = fmt(stat, digits).partition(" ")
-    return {"text": main, "ci": ci, "v": _num(stat["mean"])}
+    if stat.get("mean") is not None:
+        main = prefix + main + suffix
+    return {"text": main, "ci": ci, "v": _num(stat.get("mean"))}
+
+
+def _cells(g: Group) -> list[dict[str, str]]:
+    """A row's value cells in header order: matched-KL columns, then final values (as ``tables.row_cells``)."""
+    picked_on_test = g.frontier.get("selected_by") in ("test", "mixed")
+    out = [_cell(g.frontier.get(k) or {}, d, suffix=TEST_PICKED if picked_on_test else "")
+           for k, _, d in frontier_columns(g.headline)]
+    return out + [_cell(g.metric(k), d, prefix=KL_BOUND if k == KL_METRIC and g.kl_bound else "")
+                  for k, _, d in g.headline.columns]
 
 
 def _compare_cell(g: Group, attr: str) -> dict[str, str]:
@@ -183,13 +198,16 @@ def render(groups: list[Group], meta: dict[str, Any], figures: dict[str, dict[st
                                              if c),
                 "rank": g.rank if g.rank is not None else "–", "rank_v": "" if g.rank is None else g.rank,
                 "label": g.label, "pareto": g.pareto, "n": len(g.ok), "failed": len(g.failed), "errors": errors,
-                "cells": [_cell(g.metric(k), d) for k, _, d in COLUMNS],
+                "cells": _cells(g),
                 "compare": [_compare_cell(g, attr) for attr, _ in COMPARISONS],
                 "collapse": fmt_collapse(g), "collapse_v": "" if g.collapse is None else _num(g.collapse["rate"]),
                 "tokens": "n/a" if tokens is None else f"{tokens:,.0f}", "tokens_v": _num(tokens),
                 "config_href": f"configs/{g.id}.yaml", "command": g.command,
             })
-        track_rows.append({"title": track_title(track), "rows": rows})
+        h = members[0].headline
+        track_rows.append({"title": track_title(track), "rows": rows, "headline": h.metric,
+                           "columns": [c for _, c, _ in frontier_columns(h)] + [c for _, c, _ in h.columns],
+                           "comparisons": comparison_headers(h)})
     failed = []
     for g in groups:
         for r in g.failed:
@@ -202,8 +220,7 @@ def render(groups: list[Group], meta: dict[str, Any], figures: dict[str, dict[st
                f"group{'' if len(groups) == 1 else 's'} "
                f"from {', '.join(meta['run_dirs'])}")
     return _ENV.from_string(TEMPLATE).render(
-        title=title, summary=summary, legend=legend(), rank_metric=meta["rank_by"],
-        tracks=track_rows, columns=[h for _, h, _ in COLUMNS], comparisons=[h for _, h in COMPARISONS], figures=figs,
+        title=title, summary=summary, legend=legend(), tracks=track_rows, figures=figs,
         figure_warnings=figure_warnings,
         failed=failed, warnings=meta["warnings"], version=meta["alignzoo_version"],
         git_shas=", ".join(meta["git_shas"]) or "unknown")

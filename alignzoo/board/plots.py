@@ -1,11 +1,12 @@
 """The board's figures (matplotlib, Agg; no pyplot, so no global backend state), each as PNG and SVG.
 
-- ``frontier``: gold reward vs KL to the reference; each algorithm's presets joined in KL order (its curve), with
-  95% CIs on both axes, and the track's Pareto front (dashed);
-- ``compute``: gold reward vs mean wall-clock seconds per run;
-- ``curves``: gold reward vs training step (from each record's ``history``), mean and CI band over seeds.
+- ``frontier``: the track's headline vs KL to the reference; each algorithm's presets joined in KL order (its
+  curve), with 95% CIs on both axes, the seeds' own final points (faint) and the Pareto front through them (dashed);
+- ``compute``: the headline vs mean wall-clock seconds per run;
+- ``curves``: the headline vs training step (from each record's ``history``), mean and CI band over seeds.
 
-One panel per task/model/budget track. A figure that fails to draw is reported, never fatal.
+One panel per task/model/budget track, each on its own task's headline (``headline``). A figure that fails to draw
+is reported, never fatal.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import re
 from collections import defaultdict
 from typing import Any, Callable
 
-from alignzoo.board.aggregate import KL_METRIC, RANK_METRIC, Group
+from alignzoo.board.aggregate import KL_METRIC, Group, seed_points
+from alignzoo.board.frontier import pareto_front
 from alignzoo.board.tables import track_title
 
 MAX_PANELS = 9  # tracks drawn per figure (the rest are in the tables)
@@ -88,32 +90,36 @@ def frontier(groups: list[Group]) -> Any:
     colors, tracks = _colors(groups), _tracks(groups)
     fig, axes = _figure(len(tracks))
     for ax, (track, members) in zip(axes, tracks):
-        pts = [g for g in members if g.metric(KL_METRIC)["mean"] is not None and g.metric(RANK_METRIC)["mean"]
-               is not None]
+        h = members[0].headline
+        pts = [g for g in members if g.metric(KL_METRIC)["mean"] is not None and g.score["mean"] is not None]
         by_algo: dict[str, list[Group]] = defaultdict(list)
         for g in pts:
             by_algo[g.algo].append(g)
         for algo, gs in sorted(by_algo.items()):
             gs.sort(key=lambda g: g.metric(KL_METRIC)["mean"])
             xs = [g.metric(KL_METRIC)["mean"] for g in gs]
-            ys = [g.metric(RANK_METRIC)["mean"] for g in gs]
+            ys = [g.score["mean"] for g in gs]
             ax.plot(xs, ys, "-o", color=colors[algo], label=_safe(algo), ms=5, lw=1.5, zorder=3)
             ax.errorbar(xs, ys, xerr=_errs([g.metric(KL_METRIC) for g in gs]),
-                        yerr=_errs([g.metric(RANK_METRIC) for g in gs]), fmt="none", ecolor=colors[algo], alpha=0.45,
+                        yerr=_errs([g.score for g in gs]), fmt="none", ecolor=colors[algo], alpha=0.45,
                         lw=1, capsize=2, zorder=2)
             for g, x, y in zip(gs, xs, ys):
                 if len(pts) <= ANNOTATE_MAX and _short(g):
                     ax.annotate(_safe(_short(g)), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
                                 color=colors[algo])
-        front = sorted((g for g in pts if g.pareto), key=lambda g: g.metric(KL_METRIC)["mean"])
+        seeds = seed_points(members)
+        if seeds:
+            ax.scatter([kl for _, kl, _ in seeds], [y for _, _, y in seeds], s=9, alpha=0.35, zorder=1,
+                       color=[colors[g.algo] for g, _, _ in seeds])
+        front = sorted((kl, y) for (_, kl, y), on in zip(seeds, pareto_front([(kl, y) for _, kl, y in seeds])) if on)
         if front:
-            ax.step([g.metric(KL_METRIC)["mean"] for g in front], [g.metric(RANK_METRIC)["mean"] for g in front],
-                    where="post", color="black", ls="--", lw=1, label="Pareto front", zorder=4)
-        ax.set(xlabel="KL to the reference (nats, eval/kl)", ylabel="gold reward (eval/gold_reward)",
+            ax.step([kl for kl, _ in front], [y for _, y in front], where="post", color="black", ls="--", lw=1,
+                    label="Pareto front (seeds)", zorder=4)
+        ax.set(xlabel="KL to the reference (nats, eval/kl)", ylabel=_safe(f"{h.label.lower()} ({h.metric})"),
                title=_safe(track_title(track)))
         ax.grid(alpha=0.3)
         _legend(ax)
-    fig.suptitle("Gold reward vs KL: mean and 95% CI over seeds", y=1 - 0.15 / fig.get_figheight())
+    fig.suptitle("Headline vs KL: mean and 95% CI over seeds", y=1 - 0.15 / fig.get_figheight())
     return fig
 
 
@@ -123,21 +129,22 @@ def compute(groups: list[Group]) -> Any:
     for ax, (track, members) in zip(axes, tracks):
         by_algo: dict[str, list[Group]] = defaultdict(list)
         for g in members:
-            if g.metric("cost/wall_time_s")["mean"] is not None and g.metric(RANK_METRIC)["mean"] is not None:
+            if g.metric("cost/wall_time_s")["mean"] is not None and g.score["mean"] is not None:
                 by_algo[g.algo].append(g)
         xs_all = []
         for algo, gs in sorted(by_algo.items()):
             xs = [g.metric("cost/wall_time_s")["mean"] for g in gs]
             xs_all += xs
-            ax.errorbar(xs, [g.metric(RANK_METRIC)["mean"] for g in gs], yerr=_errs([g.metric(RANK_METRIC) for g in gs]),
+            ax.errorbar(xs, [g.score["mean"] for g in gs], yerr=_errs([g.score for g in gs]),
                         fmt="o", color=colors[algo], capsize=2, ms=5, label=_safe(algo))
         if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) > 20:
             ax.set_xscale("log")
-        ax.set(xlabel="wall-clock time per run (s, mean over seeds)", ylabel="gold reward (eval/gold_reward)",
+        h = members[0].headline
+        ax.set(xlabel="wall-clock time per run (s, mean over seeds)", ylabel=_safe(f"{h.label.lower()} ({h.metric})"),
                title=_safe(track_title(track)))
         ax.grid(alpha=0.3)
         _legend(ax)
-    fig.suptitle("Gold reward vs compute", y=1 - 0.15 / fig.get_figheight())
+    fig.suptitle("Headline vs compute", y=1 - 0.15 / fig.get_figheight())
     return fig
 
 
@@ -146,12 +153,12 @@ def curves(groups: list[Group]) -> Any:
     fig, axes = _figure(len(tracks))
     styles = ["-", "--", ":", "-."]
     for ax, (track, members) in zip(axes, tracks):
-        drawn = [g for g in members if g.curves.get(RANK_METRIC)]
+        drawn = [g for g in members if g.curves.get(g.headline.metric)]
         per_group_legend = len(drawn) <= 12
         seen: set[str] = set()
         index: dict[str, int] = defaultdict(int)
         for g in drawn:
-            c = g.curves[RANK_METRIC]
+            c = g.curves[g.headline.metric]
             steps = [p["step"] for p in c]
             ax.plot(steps, [p["mean"] for p in c], styles[index[g.algo] % len(styles)], color=colors[g.algo],
                     lw=1.5, marker="o", ms=3, label=_safe(g.label) if per_group_legend else (None if g.algo in seen else _safe(g.algo)))
@@ -160,18 +167,20 @@ def curves(groups: list[Group]) -> Any:
                             lw=0)
             index[g.algo] += 1
             seen.add(g.algo)
-        ax.set(xlabel="training step", ylabel="gold reward (eval/gold_reward)", title=_safe(track_title(track)))
+        h = members[0].headline
+        ax.set(xlabel="training step", ylabel=_safe(f"{h.label.lower()} ({h.metric})"), title=_safe(track_title(track)))
         ax.grid(alpha=0.3)
         _legend(ax)
-    fig.suptitle("Learning curves: gold reward during training (mean and 95% CI over seeds)",
+    fig.suptitle("Learning curves: the headline during training (mean and 95% CI over seeds)",
                  y=1 - 0.15 / fig.get_figheight())
     return fig
 
 
 FIGURES: dict[str, tuple[Callable[[list[Group]], Any], str]] = {
-    "frontier": (frontier, "Gold reward vs KL to the reference, with each algorithm's curve and the Pareto front"),
-    "compute": (compute, "Gold reward vs wall-clock compute per run"),
-    "curves": (curves, "Learning curves: gold reward vs training step"),
+    "frontier": (frontier, "Headline vs KL to the reference, with each algorithm's curve, the seeds' final points "
+                           "and the Pareto front through them"),
+    "compute": (compute, "Headline vs wall-clock compute per run"),
+    "curves": (curves, "Learning curves: headline vs training step"),
 }
 
 

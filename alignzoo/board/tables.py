@@ -1,6 +1,9 @@
 """The board's data files: ``leaderboard.json`` (groups), ``runs.csv`` (one row per run), ``LEADERBOARD.md`` (ranked
 tables for a README) and ``configs/<group>.yaml`` (each group's resolved config). Every record string that reaches
-Markdown goes through ``md()``, every cell of ``runs.csv`` through ``csvsafe.neutral_cell``."""
+Markdown goes through ``md()``, every cell of ``runs.csv`` through ``csvsafe.neutral_cell``.
+
+Each track's table shows its task's columns (``headline.HEADLINES``): first the matched-KL columns of its headline
+(``frontier``), then the final values, then the tests."""
 
 from __future__ import annotations
 
@@ -10,16 +13,17 @@ from typing import Any, Callable, Optional
 
 import yaml
 
+import alignzoo.board.frontier as frontier
 import alignzoo.board.stats as stats  # the submodule itself: board/__init__ imports this module
-from alignzoo.board.aggregate import COLLAPSE_SDS, COST_FIELDS, RANK_METRIC, Group, error_summary, run_command, text
+from alignzoo.board.aggregate import COLLAPSE_SDS, COST_FIELDS, Group, error_summary, run_command, text
 from alignzoo.board.csvsafe import write_csv
+from alignzoo.board.headline import HEADLINES, KL_METRIC, Headline
 
-#: the columns every table shows: (metric, header, digits)
-COLUMNS = [("eval/gold_reward", "Gold reward", 3), ("eval/gold_reward_vs_reference", "Gain over SFT", 3),
-           ("eval/kl", "KL (nats)", 2), ("eval/win_rate", "Win rate", 3), ("eval/length", "Length", 1),
-           ("cost/wall_time_s", "Wall time (s)", 0)]
-#: the tested columns after COLUMNS: (Group attribute, header); each cell "diff [interval] p_holm=... test"
-COMPARISONS = [("vs_sft", "Gold vs SFT row [CI], p_holm"), ("vs_above", "Gold vs row above [CI], p_holm")]
+#: the tested columns after the final values: (Group attribute, header after the headline's label); each cell
+#: "diff [interval] p_holm=... test"
+COMPARISONS = [("vs_sft", "vs SFT row [CI], p_holm"), ("vs_above", "vs row above [CI], p_holm")]
+TEST_PICKED = "†"  # a frontier cell whose checkpoints were picked on the test split (no validation metrics)
+KL_BOUND = "≤ "  # a KL cell that is an analytic upper bound (best-of-N)
 RUN_FIELDS = ["run_id", "group_id", "status", "counted", "algo", "preset", "task", "model", "budget", "reward", "seed",
               "wall_time_s", "tokens", "peak_memory_mb", "started_at", "git_sha", "error_type", "error_message",
               "command", "source"]
@@ -43,6 +47,36 @@ def fmt(stat: dict[str, Any], digits: int) -> str:
     if stat.get("lo") is None or stat.get("hi") is None:
         return f"{stat['mean']:.{digits}f} (n={stat.get('n', 0)})"
     return f"{stat['mean']:.{digits}f} [{stat['lo']:.{digits}f}, {stat['hi']:.{digits}f}]"
+
+
+def frontier_columns(h: Headline) -> list[tuple[str, str, int]]:
+    """(frontier key, header, digits): the matched-KL columns of a track with headline ``h``."""
+    digits = h.columns[0][2]
+    return [(frontier.budget_key(b), f"{h.label} @ KL ≤ {b:g}", digits) for b in frontier.KL_BUDGETS] + [
+        ("area", f"{h.label} area, KL 0–{frontier.AREA_KL:g}", digits)]
+
+
+def comparison_headers(h: Headline) -> list[str]:
+    return [f"{h.label} {header}" for _, header in COMPARISONS]
+
+
+def fmt_frontier(g: Group, key: str, digits: int) -> str:
+    """A matched-KL cell: ``fmt`` of the row's value, marked TEST_PICKED when it was not chosen on validation."""
+    cell = fmt(g.frontier.get(key) or {}, digits)
+    picked_on_test = g.frontier.get("selected_by") in ("test", "mixed")
+    return cell + TEST_PICKED if picked_on_test and cell != "n/a" else cell
+
+
+def fmt_metric(g: Group, key: str, digits: int) -> str:
+    """A final-value cell; a KL that is an analytic bound (best-of-N) reads "≤ 1.84"."""
+    cell = fmt(g.metric(key), digits)
+    return KL_BOUND + cell if key == KL_METRIC and g.kl_bound and cell != "n/a" else cell
+
+
+def row_cells(g: Group) -> list[str]:
+    """The value cells of one row in header order: matched-KL columns, then final values."""
+    h = g.headline
+    return [fmt_frontier(g, k, d) for k, _, d in frontier_columns(h)] + [fmt_metric(g, k, d) for k, _, d in h.columns]
 
 
 def p_text(p: float) -> str:
@@ -73,14 +107,25 @@ def legend(code: Callable[[str], str] = lambda s: s) -> list[str]:
         f"Mean over seeds with a {pct} Student-t interval (n < {stats.BCA_FROM_N}) or BCa bootstrap interval "
         f"(n ≥ {stats.BCA_FROM_N}; {stats.RESAMPLES} resamples, seed {stats.SEED}), clipped to the metric's range; "
         "one seed: the mean alone (n=1).",
-        f"Rank: 1 + the rows significantly better in {code(RANK_METRIC)} than the row or than a row with a higher "
+        "Headline of each track, by task: " + "; ".join(f"{task}: {code(h.metric)}" for task, h in HEADLINES.items())
+        + ".",
+        f"Matched KL (@ KL ≤ b, for b = {', '.join(f'{b:g}' for b in frontier.KL_BUDGETS)} nats): per seed, of the "
+        f"checkpoints its run evaluated with {code(KL_METRIC)} ≤ b, the one with the best headline on the validation "
+        "prompts, reported by its headline on the test prompts; n/a below the seed's smallest KL. Area: that envelope "
+        f"as a step function of the budget over [0, {frontier.AREA_KL:g}] nats, divided by {frontier.AREA_KL:g}. Mean "
+        f"over seeds, n/a unless every seed has a value; {TEST_PICKED} picked on the test prompts (the run recorded "
+        "no validation metrics): optimistic.",
+        f"Rank: 1 + the rows significantly better in the final headline than the row or than a row with a higher "
         f"mean (two-sided Welch t-tests over seeds between every pair of rows of the track, Holm-corrected over all "
         f"pairs, α = {stats.ALPHA}); rows not shown to differ share a rank.",
-        f"Gold vs SFT row / vs row above: difference of mean {code(RANK_METRIC)} with its {pct} interval and the "
+        f"vs SFT row / vs row above: difference of the mean final headline with its {pct} interval and the "
         "Holm-adjusted p of each column of the track (paired t on the per-seed differences where both rows hold the "
         f"same seeds, else Welch); significant only where p_holm ≤ {stats.ALPHA}; – where a row has fewer than 2 "
-        "seeds or the track no SFT row. Collapsed: seeds whose final gold reward is below the SFT row's mean minus "
+        "seeds or the track no SFT row. Collapsed: seeds whose final headline is below the SFT row's mean minus "
         f"{COLLAPSE_SDS:g} sd.",
+        "★ / front: a seed of the row has a final (KL, headline) point that no seed of the track dominates (the "
+        f"front joins the seeds' own points, not seed averages). {KL_BOUND}KL: best-of-N's analytic "
+        "log N − (N−1)/N, an upper bound on its true KL.",
     ]
 
 
@@ -144,13 +189,14 @@ def md_code(value: str) -> str:
 def track_table(members: list[Group]) -> list[str]:
     """One track's ranked Markdown table, line by line (header, alignment row, a row per group in the given order):
     the table of LEADERBOARD.md, and what ``alignzoo demo`` prints."""
-    head = ["Rank", "Algorithm", "n"] + [h for _, h, _ in COLUMNS] + [h for _, h in COMPARISONS] + ["Collapsed",
-                                                                                                 "Failed"]
+    h = members[0].headline if members else HEADLINES["sentiment"]
+    head = (["Rank", "Algorithm", "n"] + [c for _, c, _ in frontier_columns(h)] + [c for _, c, _ in h.columns]
+            + comparison_headers(h) + ["Collapsed", "Failed"])
     align = ["---:", ":---", "---:"] + ["---:"] * (len(head) - 3)
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for g in members:
         cells = [str(g.rank) if g.rank is not None else "–", md(g.label) + (" ★" if g.pareto else ""),
-                 str(len(g.ok))] + [fmt(g.metric(k), d) for k, _, d in COLUMNS] + [
+                 str(len(g.ok))] + row_cells(g) + [
                      fmt_comparison(g, attr) for attr, _ in COMPARISONS] + [fmt_collapse(g), str(len(g.failed))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -159,18 +205,19 @@ def track_table(members: list[Group]) -> list[str]:
 def leaderboard_md(groups: list[Group], meta: dict[str, Any], *, plots: Optional[dict[str, str]] = None) -> str:
     lines = ["# Leaderboard", "",
              f"{meta['n_records']} runs ({meta['n_ok']} ok, {meta['n_failed']} failed) in {len(groups)} "
-             f"group{'' if len(groups) == 1 else 's'}, ranked by `{RANK_METRIC}` within each task/model/budget. "
+             f"group{'' if len(groups) == 1 else 's'}, ranked by its task's headline within each task/model/budget. "
              f"Regenerate with {md_code('alignzoo board build ' + ' '.join(meta['run_dirs']) + ' --out <dir>')}.",
              "", *[f"- {line}" for line in legend(md_code)], ""]
     tracks: dict[tuple[str, str, str], list[Group]] = {}
     for g in groups:
         tracks.setdefault(g.track, []).append(g)
     for track, members in tracks.items():
-        lines += [f"## {md(track_title(track))}", ""] + track_table(members) + [""]
+        lines += [f"## {md(track_title(track))}", "", f"Headline: {md_code(members[0].headline.metric)}.", ""]
+        lines += track_table(members) + [""]
     if any(g.pareto for g in groups):
-        lines += ["★ on the gold-reward-vs-KL Pareto front of its track.", ""]
+        lines += ["★ on the headline-vs-KL Pareto front of its track (through the seeds' own final points).", ""]
     if plots and plots.get("frontier"):
-        lines += [f"![gold reward vs KL]({plots['frontier']})", ""]
+        lines += [f"![headline vs KL]({plots['frontier']})", ""]
     lines += ["## Reproduce", ""]
     for g in groups:
         lines.append(f"- {md(g.label)} ({md(track_title(g.track))}): {md_code(g.command)}")

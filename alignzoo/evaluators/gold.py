@@ -22,7 +22,11 @@ class GoldRewardConfig:
 
 
 class GoldRewardEvaluator:
-    """Mean and std of the gold reward of the policy's completions on eval prompts."""
+    """Mean and std of the gold reward of the policy's completions on eval prompts; the mean is also scored on the
+    task's validation prompts (``val/gold_reward``, ``alignzoo.evaluators.validation``): what the board picks
+    checkpoints by."""
+
+    validation_metrics = ("gold_reward",)
 
     def __init__(self, cfg: GoldRewardConfig, ctx: Any):
         self.gold = getattr(ctx.task, "gold", None)

@@ -4,6 +4,12 @@ starting policy, the feedback, the reward model and the optimizer's inputs; a ta
 A task is any object with a ``name`` and the methods its algorithms need (each optional unless marked):
 
 - ``eval_prompts(policy, n) -> list[str]`` (required): held-out prompts for evaluators;
+- ``validation_prompts(policy, n) -> list[str]``: up to ``n`` held-out prompts drawn like the eval prompts but from
+  other examples (never trained on, none of the eval prompts' examples). Every evaluation also scores what
+  evaluators list in ``validation_metrics`` (the headline: e.g. ``gold_reward``, ``accuracy``) on them, as
+  ``val/<metric>`` in the history (``alignzoo.evaluators.validation``);
+  the board picks each run's checkpoints on those and reports the picks' eval scores (``alignzoo.board.frontier``).
+  Without it, the board picks on the eval prompts and marks the cells so;
 - ``train_prompts(policy) -> list[str]``: prompts for online RL (PPO, GRPO, ...);
 - ``feedback_prompts() -> list[str]``: prompts whose K sampled completions the labeler judges (``labeler=
   simulated|critic``); without them, the feedback is the task's own pairs (``labeler=dataset``, or the critic

@@ -3,7 +3,7 @@
 The setup of the DPO paper's IMDb experiment and of Gao et al.'s over-optimization study at toy scale, as data:
 a corpus of review-like sentences generated from a seed (``corpus``), a BPE tokenizer trained on it (a cached
 stage of its own), demonstrations (prompt, rest of the sentence), feedback / RL / eval prompts (the first 2-4
-words of held-out sentences; the train, SFT, feedback, RL and eval sets are disjoint) and the gold reward
+words of held-out sentences; the train, SFT, feedback, RL, validation and eval sets are disjoint) and the gold reward
 (``gold``) the simulated annotators prefer by. The pipeline (``alignzoo.pipeline``) pretrains, fine-tunes and
 collects feedback from these. ``corpus`` is the sentence generator, ``gold`` the gold reward.
 """
@@ -56,7 +56,7 @@ class SentimentTask:
         sizes = {**HELD_OUT, "feedback": cfg.feedback_prompts}
         self.splits = split_corpus(corpus, seed=cfg.corpus_seed, sizes=sizes)
         self.prompts = {name: make_prompts(self.splits[name], seed=cfg.corpus_seed + i)
-                        for i, name in enumerate(("sft", "feedback", "rl", "eval"))}
+                        for i, name in enumerate(("sft", "feedback", "rl", "eval", "val"))}  # new splits last
         self.gold = GoldReward(self.vocabulary, cfg.missing_eos_penalty)
         # the split sizes belong in every stage's key: the feedback part's size moves the training remainder, which
         # the tokenizer and the base model learn from
@@ -81,6 +81,13 @@ class SentimentTask:
 
     def eval_prompts(self, policy: Any, n: int) -> list[str]:
         return self.prompts["eval"][:n]
+
+    def validation_prompts(self, policy: Any, n: int) -> list[str]:
+        """The first words of the held-out ``val`` sentences (never trained on, none of them an eval sentence), drawn
+        as the eval prompts are: what checkpoints are picked on, so the eval prompts only report. Disjoint by
+        sentence, as every split is: a short prefix such as "the writing" begins sentences of both, and dropping
+        those would leave the validation prompts rarer (longer) than the eval prompts they stand in for."""
+        return self.prompts["val"][:n]
 
     def train_prompts(self, policy: Any) -> list[str]:
         return list(self.prompts["rl"])
