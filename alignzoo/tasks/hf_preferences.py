@@ -268,8 +268,6 @@ class HFPreferencesTask:
     def _normalized(self, ds: Any, split: str) -> Any:
         """The split checked (columns, rows, every cell) and read in its format (``hf_formats.FORMATS``) as a
         dataset with the columns prompt / chosen / rejected; a row that fits no format stops the run here."""
-        import datasets
-
         c = self.cfg
         missing = [col for col in (c.chosen_column, c.rejected_column) if col not in ds.column_names]
         if missing:
@@ -289,12 +287,20 @@ class HFPreferencesTask:
             ds = ds.select_columns(list(roles))
             renames = {col: role for col, role in roles.items() if col != role}
             return ds.rename_columns(renames) if renames else ds
-        rows = zip(ds[c.chosen_column], ds[c.rejected_column])
-        first = next((ch for ch, rj in zip(ds[c.chosen_column], ds[c.rejected_column]) if cell_kind(ch)), None)
-        fmt = self.formats[split] = detect_format(None, first if first is not None else "")
+        return self._extract_prompts(ds, split)
+
+    def _extract_prompts(self, ds: Any, split: str) -> Any:
+        """An implicit-prompt split (no prompt column) as prompt / chosen / rejected, in the format of its first
+        non-empty row; every row that does not fit is counted, the first one named."""
+        import datasets
+
+        c = self.cfg
+        chosen_cells, rejected_cells = ds[c.chosen_column], ds[c.rejected_column]  # each column read once
+        first = next((cell for cell in chosen_cells if cell_kind(cell)), "")
+        fmt = self.formats[split] = detect_format(None, first)
         out: dict[str, list[Any]] = {col: [] for col in PREFERENCE_COLUMNS}
         bad: list[tuple[int, RowMismatch]] = []
-        for i, (chosen, rejected) in enumerate(rows):
+        for i, (chosen, rejected) in enumerate(zip(chosen_cells, rejected_cells)):
             try:
                 pair = extract_prompt(fmt, chosen, rejected)
             except RowMismatch as exc:
