@@ -30,6 +30,8 @@ class KLConfig:
 class KLEvaluator:
     """Sequence KL(policy || reference) in nats on the policy's own samples (mean over prompts)."""
 
+    NEEDS_REFERENCE = True  # compares with the reference policy: skipped when the algorithm builds none
+
     def __init__(self, cfg: KLConfig, ctx: Any):
         self.cfg = cfg
 
