@@ -39,7 +39,8 @@ from alignzoo.errors import AlignzooError, ConfigError, TrainingDivergedError
 from alignzoo.models.pretrained import pretrained_lr
 from alignzoo.record import RECORD_FILE, RunRecord, component_provenance, read_record, write_record
 
-__all__ = ["RunContext", "is_main_process", "needs_reference", "needs_reward", "run_job"]  # RunContext: re-exported for plugins
+# RunContext: re-exported for plugins
+__all__ = ["RunContext", "is_main_process", "needs_reference", "needs_reward", "run_job"]
 
 log = logging.getLogger("alignzoo")
 

@@ -31,7 +31,8 @@ class SmolLM2Config:
     def problems(self) -> list[str]:
         from alignzoo.models.assets import ASSETS
 
-        out = [] if self.dtype in ("float32", "bfloat16") else [f"dtype must be float32 or bfloat16 (got {self.dtype!r})"]
+        out = [] if self.dtype in ("float32", "bfloat16") else [
+            f"dtype must be float32 or bfloat16 (got {self.dtype!r})"]
         missing = ASSETS["smollm2"].missing_reason()  # at validation, before any stage is built
         if missing:
             out.append(f"name={self.name}: {missing}")
