@@ -1,4 +1,4 @@
-"""``alignzoo run|plugins|board|config|demo|label`` (also ``python -m alignzoo``).
+"""``alignzoo run|plugins|board|config|models|demo|label`` (also ``python -m alignzoo``).
 
 ``run`` hands its arguments to Hydra (overrides, ``-m`` sweeps, ``--cfg job``, ``--help``) after loading plugins, so
 registered components are in Hydra's ConfigStore and the plugins' config folders on its search path before it
@@ -25,6 +25,8 @@ USAGE = """usage: alignzoo <command> [args]
 commands:
   run [overrides...]       run one job (or a sweep with -m), e.g. `alignzoo run algo=dpo seed=1`
   plugins [--json]         list plugins, their versions and components, and broken plugins
+  models [--json]          the packaged models (SmolLM2, MiniLM): installed, converted, size, folder
+  models convert NAME      convert a packaged model once (e.g. smollm2) and print its folder
   config path NAME | list  the absolute path of a shipped config file (accelerate/ddp.yaml), or all of them
   demo [--budget quick]    the zoo sweep on the embedded task x 3 seeds, then a results table
   board build RUN_DIRS... --out DIR
@@ -259,6 +261,12 @@ def cmd_config(args: list[str]) -> int:
     return 0
 
 
+def cmd_models(args: list[str]) -> int:
+    from alignzoo.models.assets import main as models_main
+
+    return models_main(args)
+
+
 def cmd_demo(args: list[str]) -> int:
     from alignzoo.demo import main as demo_main
 
@@ -271,8 +279,8 @@ def cmd_label(args: list[str]) -> int:
     return label_main(args)
 
 
-COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "board": cmd_board, "config": cmd_config, "demo": cmd_demo,
-            "label": cmd_label}
+COMMANDS = {"run": cmd_run, "plugins": cmd_plugins, "board": cmd_board, "config": cmd_config, "models": cmd_models,
+            "demo": cmd_demo, "label": cmd_label}
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -7,7 +7,7 @@ through ``right_pad`` / ``left_pad`` / ``pad_completions``.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -160,3 +160,22 @@ def pad_completions(prompts: list[list[int]], completions: list[list[int]], pad_
     if device is not None:
         ids, attention_mask, completion_mask = ids.to(device), attention_mask.to(device), completion_mask.to(device)
     return ids, attention_mask, completion_mask
+
+
+class CompletionBatch(NamedTuple):
+    """A batch of ``prompt + completion`` rows ready for a forward pass and a sequence log-prob:
+    ``sequence_logprobs(model(ids).logits[:, :-1], ids[:, 1:], label_mask)``."""
+
+    ids: Tensor  # [B, T] right-padded prompt + completion
+    attention_mask: Tensor  # [B, T]
+    label_mask: Tensor  # [B, T - 1]: 1 where the next-token label ids[:, 1:] is a completion token
+
+
+def collate_completions(prompts: list[list[int]], completions: list[list[int]], pad_id: int, *,
+                        max_len: Optional[int] = None, device: Any = None) -> CompletionBatch:
+    """The public collate for algorithms that score completions (DPO-style pairs, KTO's unpaired examples, ...):
+    ``pad_completions`` with the completion mask already shifted to the next-token labels, the off-by-one every
+    such loss needs."""
+    ids, attention_mask, completion_mask = pad_completions(prompts, completions, pad_id, max_len=max_len,
+                                                           device=device)
+    return CompletionBatch(ids, attention_mask, completion_mask[:, 1:])

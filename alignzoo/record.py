@@ -39,6 +39,12 @@ class RunRecord:
     wall_time_s: float | None = None
     tokens: int = 0  # tokens processed by training forwards (prompt + completion, all models)
     peak_memory_mb: float | None = None
+    # optimizer throughput (alignzoo.training.StepClock): steps, train_s, tokens, s_per_step, tokens_per_s; the
+    # wall time of the training steps alone (no evaluation, checkpoints or pipeline stages); {} when none ran
+    perf: dict[str, float] = field(default_factory=dict)
+    # who provides each component: {"algo": {"name": "kto", "package": "alignzoo-kto", "version": "0.1.0"}, ...}
+    # (built-ins: alignzoo and its version; evaluators and loggers as {"evaluator/<key>": ...})
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
     job_dir: str | None = None
     schema_version: int = SCHEMA_VERSION
 
@@ -92,3 +98,36 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     return str(obj)
+
+
+def component_provenance(built: dict[str, Any], registries: Any, plugins: list[Any]) -> dict[str, dict[str, Any]]:
+    """The name, providing package and version of every component a run built (``record.components``), so a
+    record says which code made it: ``{"algo": {"name": "kto", "package": "alignzoo-kto", "version": "0.1.0"}}``.
+    Components selected as a list are keyed ``<kind>/<key>`` (``evaluator/gold_reward``). ``plugins`` is the
+    plugin state's ``PluginInfo`` list; a component registered outside an installed distribution (a test's extra
+    plugin) has package and version None."""
+    packages = {p.name: _package_of(p) for p in plugins}
+    out: dict[str, dict[str, Any]] = {}
+    for kind in registries:
+        chosen = built.get(kind)
+        items = chosen.items() if isinstance(chosen, dict) else [(None, chosen)]
+        for key, conf in items:
+            name = getattr(conf, "name", None)
+            if name is None or name not in registries[kind]:
+                continue
+            package, version = packages.get(registries[kind].get(name).provider, (None, None))
+            out[kind if key is None else f"{kind}/{key}"] = {"name": name, "package": package, "version": version}
+    return out
+
+
+def _package_of(plugin: Any) -> tuple[str | None, str | None]:
+    """(distribution name, version) of a loaded plugin: alignzoo for the built-ins, the distribution that declares
+    the plugin's entry point for the others."""
+    import importlib.metadata as md
+
+    if plugin.builtin:
+        return "alignzoo", plugin.version
+    for ep in md.entry_points(group="alignzoo"):
+        if ep.name == plugin.name and ep.dist is not None:
+            return ep.dist.name, ep.dist.version
+    return None, plugin.version

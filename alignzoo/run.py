@@ -36,9 +36,11 @@ from alignzoo.config import validate
 from alignzoo.context import RunContext, build_context, job_device  # noqa: F401 - RunContext re-exported
 from alignzoo.distributed import is_main_process
 from alignzoo.errors import AlignzooError, ConfigError, TrainingDivergedError
-from alignzoo.record import RECORD_FILE, RunRecord, read_record, write_record
+from alignzoo.models.pretrained import pretrained_lr
+from alignzoo.record import RECORD_FILE, RunRecord, component_provenance, read_record, write_record
 
-__all__ = ["RunContext", "is_main_process", "needs_reward", "run_job"]  # RunContext: re-exported for plugins
+# RunContext: re-exported for plugins
+__all__ = ["RunContext", "is_main_process", "needs_reference", "needs_reward", "run_job"]
 
 log = logging.getLogger("alignzoo")
 
@@ -106,6 +108,14 @@ def needs_reward(algo_entry: Any) -> bool:
     return bool(getattr(cls, "ONLINE", False) or getattr(cls, "NEEDS_REWARD", False))
 
 
+def needs_reference(algo_entry: Any) -> bool:
+    """Whether an algorithm uses a reference policy: True unless its config class declares
+    ``needs_reference = False`` (e.g. SimPO, ORPO, plain SFT). Without one the run builds no frozen copy of the
+    policy (half the weights' memory for a full fine-tune), ``ctx.reference`` is None and evaluators that compare with
+    the reference (``NEEDS_REFERENCE = True`` on their class: kl, win_rate, judge_win_rate) are skipped with a note."""
+    return bool(getattr(algo_entry.config_class, "needs_reference", True))
+
+
 def _check_context(ctx: RunContext) -> None:
     """Lengths that do not fit the model's context (they would fail deep in a forward pass): every one at once."""
     limit = ctx.policy.max_length
@@ -131,8 +141,11 @@ def _build_components(ctx: RunContext) -> None:
     build_policy(ctx)  # the task, the model, and the pipeline's starting policy (pretrain, SFT)
     lora = getattr(built["model"], "lora", None)
     lora = lora if lora is not None and lora.r > 0 else None
-    if lora is None:
+    with_reference = needs_reference(regs["algo"].get(c.algo.name))
+    if lora is None and with_reference:
         ctx.reference = ctx.policy.frozen_copy("reference")
+    elif not with_reference:
+        ctx.note(f"algo={c.algo.name} declares needs_reference = False: no reference policy was built", quiet=True)
     if built.get("reward") is not None:
         from alignzoo.rewards.checked import checked
 
@@ -145,6 +158,9 @@ def _build_components(ctx: RunContext) -> None:
     for key, conf in built["evaluator"].items():
         evaluator = regs["evaluator"].build(conf, ctx)
         reason = evaluator.skip_reason(ctx) if hasattr(evaluator, "skip_reason") else None
+        if not reason and not with_reference and getattr(evaluator, "NEEDS_REFERENCE", False):
+            reason = (f"evaluator {key} skipped: it compares with the reference policy, and algo={c.algo.name} "
+                      "builds none (needs_reference = False)")
         if reason:
             ctx.note(reason, quiet=True)
         else:
@@ -152,7 +168,8 @@ def _build_components(ctx: RunContext) -> None:
     if lora is not None:  # last: a reward model may copy the policy's backbone, which must not carry adapters
         from alignzoo.models.lora import add_adapters
 
-        ctx.reference = add_adapters(ctx.policy, lora, seed=ctx.seed)  # the policy, adapters off: no second copy
+        reference = add_adapters(ctx.policy, lora, seed=ctx.seed)  # the policy, adapters off: no second copy
+        ctx.reference = reference if with_reference else None
         ctx.note(f"LoRA r={lora.r}: {ctx.policy.info['lora']['trainable']} trainable parameters in the policy; "
                  "the reference is the policy with its adapters off", quiet=True)
 
@@ -183,6 +200,10 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
         if problems:
             raise ConfigError(problems)
         record.config["labeler"] = dataclasses.asdict(built["labeler"])  # as applied (an algorithm may fix it)
+        record.components = component_provenance(built, state.registries, state.plugins)
+        for message in pretrained_lr(built, record.overrides, record.config):  # before checkpoints compare configs
+            record.notes.append(message)
+            (log.warning if message.startswith("warning:") else log.info)(message)
         _seed_everything(cfg.seed, built["run"].threads)
         _quiet_libraries()
         engine = distributed.setup(device=built["run"].device, precision=built["run"].precision)
@@ -205,7 +226,11 @@ def run_job(cfg: DictConfig, job_dir: str | Path, *, overrides: Optional[list[st
                 from alignzoo.rewards.learned import quality_gate
 
                 quality_gate(ctx.reward, ctx, online=needs_reward(algo_entry))
+            started = time.perf_counter()
             trained = state.registries["algo"].build(built["algo"], ctx)
+            if not record.perf:  # no optimizer steps through the shared loop (sft, best-of-N)
+                record.perf = {"steps": 0, "train_s": round(time.perf_counter() - started, 4), "tokens": 0,
+                               "s_per_step": None, "tokens_per_s": None}
             record.tokens = int(engine.sum(record.tokens))  # every rank's share
             if not (record.history and record.history[-1]["step"] == ctx.last_step):  # nothing trained since
                 ctx.evaluate(trained if trained is not None else ctx.policy, ctx.last_step)

@@ -7,6 +7,7 @@
 - ``check_algorithm(name, tmp_path, cache_dir, bad_override=...)``: the conformance suite for an algorithm plugin
   (registered, config composes and validates, a smoke run writes a valid ``ok`` record, the same seed gives the
   same metrics, a bad config gives a clear error);
+- ``check_public_imports(folder)``: a plugin's code uses only alignzoo's public API (``PUBLIC_MODULES``);
 - fixtures ``preference_dataset`` (a dataset directory), ``tiny_overrides`` (overrides for a seconds-long job),
   ``stage_cache`` (one pipeline cache per test session), ``tiny_policy`` (a small GPT-2 and its tokenizer) and
   ``tiny_task`` (the embedded task at the smoke budget, with its SFT policy and simulated feedback).
@@ -132,6 +133,58 @@ def check_algorithm(name: str, tmp_path: str | Path, cache_dir: str | Path, *, b
     assert bad.status == "failed" and bad.error.get("user_error"), f"{bad_override} was not rejected as a user error"
     assert bad_message in bad.error["message"], f"{bad_override}: message {bad.error['message']!r} lacks {bad_message!r}"
     return first
+
+
+#: the modules a plugin may import (docs/plugins.md, "Public API"); their names that start with ``_`` are private
+PUBLIC_MODULES = frozenset({
+    "alignzoo", "alignzoo.errors", "alignzoo.ops", "alignzoo.rollout", "alignzoo.training", "alignzoo.record",
+    "alignzoo.registry", "alignzoo.models.base", "alignzoo.testing", "alignzoo.plugins", "alignzoo.checkpoint",
+    "alignzoo.distributed", "alignzoo.context"})
+
+
+def private_imports(path: str | Path) -> list[str]:
+    """Every use of alignzoo's private API in one Python file: an import of a module outside ``PUBLIC_MODULES``, a
+    ``_name`` imported from alignzoo, or ``module._name`` on a name bound to an alignzoo module."""
+    import ast
+
+    path = Path(path)
+    tree = ast.parse(path.read_text(), filename=str(path))
+    modules: set[str] = {"alignzoo"}  # local names bound to alignzoo modules (``from alignzoo import rollout as ro``)
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "alignzoo":
+            if node.module not in PUBLIC_MODULES:
+                bad.append(f"{path.name}: from {node.module} import ...")
+            bad += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                if node.module == "alignzoo" and a.name != "hookimpl" and full not in PUBLIC_MODULES:
+                    bad.append(f"{path.name}: {full}")  # `from alignzoo import x` imports a module: public too
+                if full in PUBLIC_MODULES:
+                    modules.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "alignzoo":
+                    if a.name not in PUBLIC_MODULES:
+                        bad.append(f"{path.name}: import {a.name}")
+                    modules.add(a.asname or a.name.split(".")[0])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if isinstance(node.value, ast.Name) and node.value.id in modules:
+                bad.append(f"{path.name}: {node.value.id}.{node.attr}")
+    return bad
+
+
+def check_public_imports(root: str | Path) -> list[Path]:
+    """Assert that every ``.py`` file under ``root`` (a plugin's package folder, its tests) uses only alignzoo's
+    public API, naming each private use; returns the files checked. Call it from your plugin's tests:
+    ``check_public_imports(Path(my_plugin.__file__).parent)``."""
+    root = Path(root)
+    sources = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+    assert sources, f"no Python files under {root}"
+    bad = [b for src in sources for b in private_imports(src)]
+    assert not bad, f"private alignzoo API used (see docs/plugins.md, Public API): {bad}"
+    return sources
 
 
 try:  # fixtures, when pytest is there

@@ -6,7 +6,9 @@ optimizer steps go through ``optimizer_step`` (mixed precision, gradient scaling
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -170,6 +172,37 @@ def _float(value: Any) -> float:
     return float(value.detach()) if hasattr(value, "detach") else float(value)
 
 
+@dataclass
+class StepClock:
+    """Throughput of the optimizer alone: the wall time of the step functions (sampling, forwards, backward and the
+    optimizer step) and the tokens they add to the record, without evaluations, checkpoints or pipeline stages, so
+    that s/step compares algorithms and machines rather than evaluation settings."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    tokens: int = 0
+
+    @contextlib.contextmanager
+    def timing(self, record: Any) -> Iterator[None]:
+        tokens, t0 = record.tokens, time.perf_counter()
+        yield
+        self.seconds += time.perf_counter() - t0
+        self.tokens += record.tokens - tokens
+        self.steps += 1
+
+    def metrics(self) -> dict[str, float]:
+        """The running means, logged with each step's train metrics (``perf/*`` in metrics.jsonl)."""
+        return {"perf/s_per_step": self.seconds / max(self.steps, 1),
+                "perf/tokens_per_s": self.tokens / self.seconds if self.seconds > 0 else 0.0}
+
+    def summary(self) -> dict[str, float]:
+        """What ``record.json`` keeps under ``perf`` (not under ``metrics``: timings differ between identical runs,
+        and a record's metrics are compared bit for bit)."""
+        return {"steps": self.steps, "train_s": round(self.seconds, 4), "tokens": self.tokens,
+                "s_per_step": self.seconds / max(self.steps, 1),
+                "tokens_per_s": self.tokens / self.seconds if self.seconds > 0 else 0.0}
+
+
 def loop(ctx: Any, state: Any, step_fn: Callable[[int], dict[str, float]], *, policy: Any, desc: str,
          postfix: dict[str, str] | None = None) -> None:
     """The training loop every algorithm runs on: resume from the job's last checkpoint, then ``train.steps``
@@ -182,12 +215,16 @@ def loop(ctx: Any, state: Any, step_fn: Callable[[int], dict[str, float]], *, po
 
     start = checkpoint.resume(ctx, state)
     policy.model.train()
+    clock = StepClock()
     with ctx.progress(total=ctx.train.steps, desc=desc) as bar:
         bar.update(start)
         for step in range(start + 1, ctx.train.steps + 1):
-            logged = {f"train/{k}": v for k, v in step_fn(step).items()}
+            with clock.timing(ctx.record):
+                metrics = step_fn(step)
+            logged = {f"train/{k}": v for k, v in metrics.items()}
             check_finite(logged, step)
-            ctx.log(logged, step)
+            ctx.log({**logged, **clock.metrics()}, step)
+            ctx.record.perf = clock.summary()
             bar.update(1)
             if postfix:
                 bar.set_postfix({k: f"{logged[f'train/{k}']:{fmt}}" for k, fmt in postfix.items()})

@@ -36,6 +36,8 @@ class KLEvaluator:
     (one sample each), ``kl_se`` the standard error of that mean (std / sqrt(n)), ``kl_<estimator>_std`` the
     per-sequence spread. Both distributions are the ``eval.max_new_tokens``-capped ones sampling produces."""
 
+    NEEDS_REFERENCE = True  # compares with the reference policy: skipped when the algorithm builds none
+
     def __init__(self, cfg: KLConfig, ctx: Any):
         self.cfg = cfg
 

@@ -54,6 +54,8 @@ class WinRateEvaluator:
     """Win rate of the policy against the reference policy under the gold reward, prompt by prompt (the
     reference is sampled with the same seed on the same prompts)."""
 
+    NEEDS_REFERENCE = True  # compares with the reference policy: skipped when the algorithm builds none
+
     def __init__(self, cfg: WinRateConfig, ctx: Any):
         self.gold = getattr(ctx.task, "gold", None)
 

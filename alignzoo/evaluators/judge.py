@@ -32,6 +32,8 @@ class JudgeWinRateConfig:
 class JudgeWinRateEvaluator:
     """Win rate against the reference policy under a critic and its constitution, both orders judged."""
 
+    NEEDS_REFERENCE = True  # compares with the reference policy: skipped when the algorithm builds none
+
     def __init__(self, cfg: JudgeWinRateConfig, ctx: Any):
         from alignzoo.critics import build_critic
 

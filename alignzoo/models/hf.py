@@ -21,6 +21,8 @@ DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16", "a
 
 @dataclass
 class HFModelConfig:
+    PRETRAINED = True  # algorithms' from-scratch default lr gets a warning here (alignzoo/models/pretrained.py)
+
     name: str = "hf"
     path: str = "???"  # a local model directory, or a Hub name (needs network)
     dtype: str = "float32"  # float32 | bfloat16 | float16 | auto

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from alignzoo import hookimpl
-from alignzoo.ops import pad_completions, sequence_logprobs
+from alignzoo.ops import CompletionBatch, collate_completions, sequence_logprobs
 from alignzoo.rollout import forward
 from alignzoo.training import infinite_batches, supervised_loop
 
@@ -56,15 +56,9 @@ def kto_loss(policy_logps: Tensor, ref_logps: Tensor, desirable: Tensor, *, beta
     return losses.mean(), metrics
 
 
-def _collate(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device: Any):
-    ids, attn, comp = pad_completions(prompts, completions, pad_id, device=device)
-    return ids, attn, comp[:, 1:]
-
-
-def _logps(model: Any, batch: tuple) -> Tensor:
-    ids, attn, comp = batch
-    logits, _ = forward(model, ids, attn, cache=False)
-    return sequence_logprobs(logits[:, :-1], ids[:, 1:], comp)
+def _logps(model: Any, batch: CompletionBatch) -> Tensor:
+    logits, _ = forward(model, batch.ids, batch.attention_mask, cache=False)
+    return sequence_logprobs(logits[:, :-1], batch.ids[:, 1:], batch.label_mask)
 
 
 def train(cfg: KTOConfig, ctx: Any) -> Any:
@@ -85,9 +79,9 @@ def train(cfg: KTOConfig, ctx: Any) -> Any:
     def loss_fn(index: list[int]):
         ex = [examples[i] for i in index]
         p, c, d = [e[0] for e in ex], [e[1] for e in ex], torch.tensor([e[2] for e in ex], device=policy.device)
-        matched = _collate(p, c, policy.pad_id, policy.device)
-        mismatched = _collate(p, c[1:] + c[:1], policy.pad_id, policy.device)
-        ctx.add_tokens(int(matched[1].sum()) * 2 + int(mismatched[1].sum()) * 2)
+        matched = collate_completions(p, c, policy.pad_id, device=policy.device)
+        mismatched = collate_completions(p, c[1:] + c[:1], policy.pad_id, device=policy.device)
+        ctx.add_tokens(int(matched.attention_mask.sum()) * 2 + int(mismatched.attention_mask.sum()) * 2)
         with torch.no_grad():
             ref = _logps(reference.model, matched)
             z0 = (_logps(policy.model, mismatched) - _logps(reference.model, mismatched)).mean().clamp(min=0)
