@@ -34,8 +34,10 @@ def leave_one_out(rewards: Tensor) -> Tensor:
 def batch_standardised(rewards: Tensor) -> Tensor:
     """REINFORCE++ (Hu 2025): ``A_i = (r_i - mean_B(r)) / (std_B(r) + 1e-4)`` over the whole global batch (every
     group of every rank), not per group: no per-prompt baseline, a batch-wide scale."""
-    flat = rewards.reshape(-1)
-    return ((rewards - flat.mean()) / (flat.std() + STD_EPS)) if flat.numel() > 1 else rewards - flat.mean()
+    flat = rewards.reshape(-1).double()  # a mean over many rows in float32 would not give identical rewards 0
+    centred = (rewards.double() - flat.mean())
+    scale = flat.std() + STD_EPS if flat.numel() > 1 else 1.0
+    return (centred / scale).to(rewards.dtype)
 
 
 @dataclass(frozen=True)
