@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC = {"alignzoo", "alignzoo.errors", "alignzoo.ops", "alignzoo.rollout", "alignzoo.training", "alignzoo.record",
           "alignzoo.registry", "alignzoo.models.base", "alignzoo.testing", "alignzoo.plugins",
-          "alignzoo.checkpoint", "alignzoo.distributed"}
+          "alignzoo.checkpoint", "alignzoo.distributed", "alignzoo.algos.group"}
 PLUGINS = sorted((ROOT / "plugins").glob("*/"))
 
 

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from alignzoo import checkpoint, distributed
 from alignzoo import rollout as ro
-from alignzoo.algos.group.advantages import ADVANTAGES
+from alignzoo.algos.group.advantages import ADVANTAGES, STD_EPS, Estimator
 from alignzoo.algos.group.losses import AGGREGATIONS, POLICY_LOSSES, micro_weights
 from alignzoo.algos.group.shaping import informative_groups, overlong_penalty
 from alignzoo.errors import AlignzooError
@@ -29,8 +29,9 @@ from alignzoo.hookspecs import hookimpl
 from alignzoo.ops import kl_penalty, masked_sum
 from alignzoo.training import MicroLoss, Stepper, loop, optimizer_step
 
-__all__ = ["ADVANTAGES", "AGGREGATIONS", "POLICY_LOSSES", "PRESETS", "GroupBatch", "GroupConfig", "group_loss",
-           "micro_losses", "register_presets", "sample", "train"]
+#: the public API of the family (docs/plugins.md: plugins may import these)
+__all__ = ["ADVANTAGES", "AGGREGATIONS", "POLICY_LOSSES", "PRESETS", "STD_EPS", "Estimator", "GroupBatch",
+           "GroupConfig", "group_loss", "micro_losses", "register_presets", "sample", "train"]
 
 
 @dataclass

@@ -13,8 +13,7 @@ import dataclasses
 from torch import Tensor
 
 from alignzoo import hookimpl
-from alignzoo.algos.group import ADVANTAGES, PRESETS, register_presets
-from alignzoo.algos.group.advantages import STD_EPS, Estimator
+from alignzoo.algos.group import ADVANTAGES, PRESETS, STD_EPS, Estimator, register_presets
 
 __version__ = "0.2.0"
 
