@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from alignzoo.algos import group
+from alignzoo.algos.group import sampling
 from alignzoo.algos.group import PRESETS, GroupBatch, micro_losses
 from alignzoo.algos.group.advantages import ADVANTAGES, STD_EPS
 from alignzoo.algos.group.losses import AGGREGATIONS, POLICY_LOSSES
@@ -129,16 +129,16 @@ def _round(rewards, width):
     r = Rollout(torch.ones(n, 2, dtype=torch.long), torch.ones(n, 2, dtype=torch.long), ids,
                 torch.ones(n, width, dtype=torch.long), torch.zeros(n, width), torch.ones(n, dtype=torch.bool))
     t = torch.tensor(rewards, dtype=torch.float32)
-    return group.Round(r, torch.zeros(n, width), torch.zeros(n, width), t, t, torch.zeros(n))
+    return sampling.Round(r, torch.zeros(n, width), torch.zeros(n, width), t, t, torch.zeros(n))
 
 
 def test_dynamic_sampling_drops_zero_variance_groups_and_samples_more(monkeypatch):
     cfg = dataclasses.replace(PRESETS["dapo"], group_size=2, max_sampling_rounds=3)
     later = iter([_round([5.0, 5.0, 0.0, 1.0], 4), _round([2.0, 3.0, 7.0, 7.0], 2)])
-    monkeypatch.setattr(group, "sample_round", lambda *a: next(later))
+    monkeypatch.setattr(sampling, "sample_round", lambda *a: next(later))
     ctx = SimpleNamespace(policy=SimpleNamespace(pad_id=99))
     first = _round([1.0, 1.0, 0.0, 2.0], 3)  # group 0 uniform, group 1 informative
-    merged, metrics = group._dynamic(cfg, ctx, itertools.repeat([]), None, 2, first)
+    merged, metrics = sampling.dynamic_batch(cfg, ctx, itertools.repeat([]), None, 2, first)
     # kept: round 0 group 1, round 1 group 1; dropped: round 0 group 0, round 1 group 0
     assert merged.rewards.tolist() == [0.0, 2.0, 0.0, 1.0]
     assert metrics == {"dynamic/dropped_groups": 2.0, "dynamic/kept_uninformative": 0.0, "dynamic/rounds": 2.0}
@@ -148,10 +148,10 @@ def test_dynamic_sampling_drops_zero_variance_groups_and_samples_more(monkeypatc
 
 def test_dynamic_sampling_is_bounded_and_fills_with_dropped_groups(monkeypatch):
     cfg = dataclasses.replace(PRESETS["dapo"], group_size=2, max_sampling_rounds=2)
-    monkeypatch.setattr(group, "sample_round", lambda *a: _round([4.0, 4.0, 4.0, 4.0], 3))
+    monkeypatch.setattr(sampling, "sample_round", lambda *a: _round([4.0, 4.0, 4.0, 4.0], 3))
     first = _round([1.0, 1.0, 0.0, 2.0], 3)
-    merged, metrics = group._dynamic(cfg, SimpleNamespace(policy=SimpleNamespace(pad_id=0)), itertools.repeat([]), None, 2,
-                                     first)
+    ctx = SimpleNamespace(policy=SimpleNamespace(pad_id=0))
+    merged, metrics = sampling.dynamic_batch(cfg, ctx, itertools.repeat([]), None, 2, first)
     assert metrics == {"dynamic/dropped_groups": 3.0, "dynamic/kept_uninformative": 1.0, "dynamic/rounds": 2.0}
     assert merged.rewards.tolist() == [1.0, 1.0, 0.0, 2.0]  # round 0's two groups: one kept, one to fill the batch
 
