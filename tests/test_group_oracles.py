@@ -218,3 +218,14 @@ def test_grad_accum_four_gives_the_gradient_of_grad_accum_one(pairing):
         # unequal token counts per micro-batch: unweighted micro-batch means would be another gradient
         naive, _ = _sgd_step(model, batch, cfg, 4, weights=[1.0] * 4)
         assert max(float((a - b).abs().max()) for a, b in zip(one, naive)) > 1e-5
+
+
+def test_dynamic_sampling_under_a_launcher_is_refused_before_training(monkeypatch):
+    from alignzoo.errors import AlignzooError
+
+    monkeypatch.setattr(sampling.distributed, "current", lambda: SimpleNamespace(world_size=2))
+    ctx = SimpleNamespace(train=SimpleNamespace(grad_accum=1))
+    sampling.check_batch(PRESETS["grpo"], ctx, 8)  # no dynamic sampling: 8 rows split over 2 processes
+    with pytest.raises(AlignzooError, match="algo=dapo: algo.dynamic_sampling=true runs in one process only "
+                                            r"\(2 were launched\); set algo.dynamic_sampling=false"):
+        sampling.check_batch(PRESETS["dapo"], ctx, 8)
