@@ -139,7 +139,7 @@ def check_algorithm(name: str, tmp_path: str | Path, cache_dir: str | Path, *, b
 PUBLIC_MODULES = frozenset({
     "alignzoo", "alignzoo.errors", "alignzoo.ops", "alignzoo.rollout", "alignzoo.training", "alignzoo.record",
     "alignzoo.registry", "alignzoo.models.base", "alignzoo.testing", "alignzoo.plugins", "alignzoo.checkpoint",
-    "alignzoo.distributed", "alignzoo.context"})
+    "alignzoo.distributed", "alignzoo.context", "alignzoo.algos.group"})
 
 
 def private_imports(path: str | Path) -> list[str]:

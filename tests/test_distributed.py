@@ -27,7 +27,10 @@ CASES = {
     "dpo": (["algo=dpo", "train.grad_accum=2"], "accelerate", ""),
     "ppo": (["algo=ppo", "reward=vader"], "torchrun", ""),
     "ilql": (["algo=ilql", "reward=vader", "train.grad_accum=2"], "torchrun", ""),
-    "grpo": (["algo=grpo", "reward=length", "train.grad_accum=2"], "torchrun", "grpo"),
+    "grpo": (["algo=grpo", "reward=length", "train.grad_accum=2"], "torchrun", ""),
+    # the GRPO family's batch statistics over ranks: REINFORCE++'s batch-wide normalisation, DAPO's token count
+    "reinforce_pp": (["algo=reinforce_pp", "reward=length", "train.grad_accum=2"], "torchrun", ""),
+    "dapo": (["algo=dapo", "algo.dynamic_sampling=false", "reward=length", "train.grad_accum=2"], "torchrun", ""),
 }
 
 
@@ -53,8 +56,9 @@ def _train_steps(path: Path) -> list[dict]:
     return [row for row in map(json.loads, path.read_text().splitlines()) if any(k.startswith("train/") for k in row)]
 
 
-#: about 11 s each: DPO and PPO run with `make test`, ILQL and GRPO (the same sharding code) with `make test-slow`
-SLOW_CASES = {"ilql", "grpo"}
+#: about 11 s each: DPO and PPO run with `make test`, ILQL and the GRPO family (the same sharding code) with
+#: `make test-slow`
+SLOW_CASES = {"ilql", "grpo", "reinforce_pp", "dapo"}
 
 
 @pytest.mark.parametrize("algo", [pytest.param(a, marks=pytest.mark.slow) if a in SLOW_CASES else a

@@ -258,7 +258,7 @@ TABLES = defaults_tables(ALGORITHMS.read_text())
 def test_the_defaults_tables_are_found():
     assert len(TABLES) >= 15
     assert {"alignzoo.algos.dpo:DPOConfig", "alignzoo.algos.ppo:PPOConfig", "alignzoo.algos.ilql:ILQLConfig",
-            "alignzoo_kto:KTOConfig", "alignzoo_grpo:GroupConfig"} <= {t.target for t in TABLES}
+            "alignzoo_kto:KTOConfig", "alignzoo.algos.group:GroupConfig"} <= {t.target for t in TABLES}
     assert all(t.rows for t in TABLES), [t.target for t in TABLES if not t.rows]
 
 

@@ -264,8 +264,8 @@ def test_a_new_builtin_is_one_new_file(tmp_path, monkeypatch, capsys, preference
         main(["plugins"])
     listing = capsys.readouterr().out.splitlines()
     assert listing[0] == "alignzoo 0.1.0 [built-in]"
-    assert listing[1] == ("    algo: a2c, best_of_16, best_of_n, cdpo, dpo, ilql, ilql_light, ipo, keep_policy, ppo, rlaif, "
-                          "sft")
+    assert listing[1] == ("    algo: a2c, best_of_16, best_of_n, cdpo, cispo, dapo, dpo, dr_grpo, grpo, gspo, ilql, "
+                          "ilql_light, ipo, keep_policy, ppo, reinforce_pp, rlaif, rloo, sft")
 
 
 # -- misspelled hooks (pluggy's check_pending) ----------------------------------------------------------------------
