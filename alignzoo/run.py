@@ -112,7 +112,8 @@ def needs_reference(algo_entry: Any) -> bool:
     """Whether an algorithm uses a reference policy: True unless its config class declares
     ``needs_reference = False`` (e.g. SimPO, ORPO, plain SFT). Without one the run builds no frozen copy of the
     policy (half the weights' memory for a full fine-tune), ``ctx.reference`` is None and evaluators that compare with
-    the reference (``NEEDS_REFERENCE = True`` on their class: kl, win_rate, judge_win_rate) are skipped with a note."""
+    the reference (``NEEDS_REFERENCE = True`` on their class: kl, win_rate, judge_win_rate, preference_accuracy) are
+    skipped with a note."""
     return bool(getattr(algo_entry.config_class, "needs_reference", True))
 
 

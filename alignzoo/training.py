@@ -198,7 +198,7 @@ class StepClock:
     def summary(self) -> dict[str, float]:
         """What ``record.json`` keeps under ``perf`` (not under ``metrics``: timings differ between identical runs,
         and a record's metrics are compared bit for bit)."""
-        return {"steps": self.steps, "train_s": round(self.seconds, 4), "tokens": self.tokens,
+        return {"steps": self.steps, "train_s": round(self.seconds, 6), "tokens": self.tokens,
                 "s_per_step": self.seconds / max(self.steps, 1),
                 "tokens_per_s": self.tokens / self.seconds if self.seconds > 0 else 0.0}
 

@@ -54,6 +54,8 @@ def pairwise_accuracy(chosen: torch.Tensor, rejected: torch.Tensor) -> tuple[flo
 class PreferenceAccuracyEvaluator:
     """Held-out implicit-reward accuracy and margin of the policy against its reference (see the module doc)."""
 
+    NEEDS_REFERENCE = True  # the implicit reward is a log-ratio to the reference: skipped when none is built
+
     def __init__(self, cfg: PreferenceAccuracyConfig, ctx: Any):
         self.cfg, self.ctx = cfg, ctx
         algo_beta = getattr(ctx.built.get("algo"), "beta", None)
