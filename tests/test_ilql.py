@@ -298,7 +298,8 @@ def _ctx(policy, steps=4, reward=None):
                           ranking_data=lambda: data,  # the pipeline's feedback (RunContext.ranking_data)
                           note=lambda msg, quiet=False: notes.append(msg), log=lambda m, step: logs.append(m),
                           progress=lambda total, desc: contextlib.nullcontext(SimpleNamespace(update=lambda n: None)),
-                          add_tokens=lambda n: None, maybe_evaluate=lambda pol, step: None)
+                          add_tokens=lambda n: None, maybe_evaluate=lambda pol, step: None,
+                          record=SimpleNamespace(tokens=0, perf={}))  # the loop times steps on the record
     return ctx
 
 
