@@ -56,8 +56,10 @@ def _captured_completions(monkeypatch, module, run):
     def one_step(ctx, policy, *, lr, batches, loss_fn, desc):
         loss_fn(next(batches))
 
-    real = module.pad_completions
-    monkeypatch.setattr(module, "pad_completions", spy)
+    # the DPO family pads with ops.pad_completions, KTO with the public ops.collate_completions (same arguments)
+    name = "pad_completions" if hasattr(module, "pad_completions") else "collate_completions"
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, spy)
     monkeypatch.setattr(module, "supervised_loop", one_step)
     run()
     return rows

@@ -75,6 +75,9 @@ class PreferenceAccuracyEvaluator:
         if self._batches is None:
             data = self.ctx.task.heldout_pairs(policy, self.cfg.max_pairs)
             self.texts = data
+            if not data["prompt"]:  # nothing held out (e.g. every row was dropped): no score; training says why
+                self._batches = []
+                return self._batches
             limit = policy.max_length
             pairs = tokenize_pairs(policy, data, max_length=limit, max_prompt_length=limit // 2)
             step = self.cfg.batch_size
