@@ -99,7 +99,8 @@ class PassAtKConfig:
 
     def problems(self) -> list[str]:
         if not 1 <= self.k <= self.n or self.prompts < 1:
-            return [f"need 1 <= k <= n and prompts >= 1 (got k={self.k}, n={self.n}, prompts={self.prompts})"]
+            return [f"k={self.k} must be in 1..n (n={self.n} samples per prompt) and prompts >= 1 (got "
+                    f"{self.prompts}); e.g. evaluator.pass_at_k.n=16"]
         return []
 
 

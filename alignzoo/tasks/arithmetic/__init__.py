@@ -59,8 +59,8 @@ class ArithmeticConfig:
             out.append(f"ops must be one or more of {' '.join(OPS)}, each once (got {self.ops!r}); e.g. "
                        "task.ops='+-*'")
         if not 1 <= self.min_digits <= self.max_digits <= MAX_DIGITS:
-            out.append(f"need 1 <= min_digits <= max_digits <= {MAX_DIGITS} (got min_digits={self.min_digits}, "
-                       f"max_digits={self.max_digits})")
+            out.append(f"min_digits={self.min_digits} and max_digits={self.max_digits} must satisfy 1 <= min_digits "
+                       f"<= max_digits <= {MAX_DIGITS}")
         if self.length_extra_digits < 1:
             out.append(f"length_extra_digits must be >= 1 (got {self.length_extra_digits}): the length split needs "
                        "more digits than training")
