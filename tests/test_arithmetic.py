@@ -145,3 +145,24 @@ def test_dpo_on_verified_pairs_writes_the_metrics_and_counts_the_pairs(tmp_path,
     assert KEYS <= set(_metrics_on_disk(tmp_path / "dpo")["metrics"])
     (note,) = [n for n in record.notes if n.startswith("feedback (labeler=verifier): ")]
     assert " correct-vs-incorrect pairs from 64 prompts x 8; dropped as ties: " in note
+
+
+def test_the_verifiable_experiment_composes_with_the_verifier_everywhere():
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from alignzoo import plugins
+    from alignzoo.config import store_schema
+
+    names = plugins.load().registries["algo"].names()
+    store_schema()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="alignzoo.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=verifiable"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    algos = cfg.hydra.sweeper.params.algo.split(",")
+    assert (cfg.task.name, cfg.labeler.name, cfg.hydra.sweeper.params.seed) == ("arithmetic", "verifier", "0,1,2")
+    assert {"sft", "ppo", "a2c", "grpo", "rloo", "dpo", "ipo", "kto", "best_of_n", "ilql"} == set(algos)
+    assert set(algos) - {"grpo", "rloo", "kto"} <= set(names)  # those three come from the example plugins
+    assert list(cfg.evaluator) == ["accuracy", "pass_at_k", "format_rate", "format_hack_rate",
+                                   "length_generalisation", "gold_reward", "kl", "length"]
