@@ -60,8 +60,10 @@ def test_the_length_split_has_more_digits_than_training(task):
 
 def test_every_worked_solution_ends_with_its_verified_answer(task):
     assert Problem(47, "*", 85).solution == "47*5=235, 47*80=3760, 235+3760=3995 #### 3995"
-    assert Problem(47, "+", 85).text == "47+85=132 #### 132"
-    assert Problem(3, "-", 85).solution == "-82 #### -82"
+    assert Problem(47, "+", 85).text == "47+85=231 #### 132"  # the digits least significant first, then the answer
+    assert Problem(3, "-", 85).solution == "-28 #### -82"
+    assert Problem(90, "-", 5).solution == "58 #### 85"
+    assert Problem(50, "+", 50).solution == "001 #### 100"
     assert Problem(12, "*", 3).solution == "36 #### 36"
     for part in task.splits.values():
         for p in part:

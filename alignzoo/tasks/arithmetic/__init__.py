@@ -29,7 +29,7 @@ from alignzoo.tasks.arithmetic.reward import VerifierConfig, VerifierReward, bui
 
 __all__ = ["ArithmeticConfig", "ArithmeticTask", "build_arithmetic"]
 
-PROBLEMS_VERSION = 1
+PROBLEMS_VERSION = 2  # 2: reversed digits before the answer line of + and -
 MAX_DIGITS = 40  # operands longer than this do not fit a tiny model's context with their worked solution
 
 

@@ -5,9 +5,13 @@ uniformly first, then the operand, so short and long operands are equally common
 subtraction may go negative. The completion is a worked solution that ends with the answer line of
 ``alignzoo.tasks.arithmetic.verifier`` (``#### <integer>``):
 
-- ``+`` and ``-``: the result, then the answer line: ``47+85=`` -> ``132 #### 132``;
-- ``*`` with a one-digit right operand likewise; with more digits, the partial products of each digit of ``b``
-  (times its place value) and their sum: ``47*85=`` -> ``47*5=235, 47*80=3760, 235+3760=3995 #### 3995``.
+- ``+`` and ``-``: the result's sign and digits in reverse, least significant first (the order column arithmetic
+  makes them in: each digit then depends on two operand digits at a fixed distance from ``+`` and ``=``, and the
+  carry), then the answer line: ``47+85=`` -> ``231 #### 132``, ``3-85=`` -> ``-28 #### -82``. Answer-first
+  solutions left a ~100k-parameter model at 2-5% accuracy on two-digit sums (the units digit came out wrong);
+- ``*`` with a one-digit right operand: the result, then the answer line (``12*3=`` -> ``36 #### 36``); with
+  more digits, the partial products of each digit of ``b`` (times its place value) and their sum:
+  ``47*85=`` -> ``47*5=235, 47*80=3760, 235+3760=3995 #### 3995``.
 
 Every problem appears in at most one split (they are drawn without replacement from the whole problem space);
 the length-generalisation split has operands of exactly ``max_digits + length_extra_digits`` digits, so none
@@ -46,7 +50,10 @@ class Problem:
         return f"{''.join(self.steps())}{render(self.answer)}"
 
     def steps(self) -> Iterable[str]:
-        if self.op != "*" or self.b < 10:
+        if self.op != "*":
+            yield f"{'-' if self.answer < 0 else ''}{str(abs(self.answer))[::-1]} "
+            return
+        if self.b < 10:
             yield f"{self.answer} "
             return
         partials = [self.a * int(d) * 10 ** i for i, d in enumerate(reversed(str(self.b)))]
