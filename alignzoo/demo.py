@@ -30,8 +30,9 @@ from alignzoo.errors import AlignzooError
 #: the verifiable-track sweep: optimizers (those registered run; the SFT row last) and its settings. Smoke-sized
 #: (about 3 minutes on 2 cores): it shows the track, +experiment=verifiable measures it.
 VERIFIABLE_ALGOS = ("ppo", "grpo", "dpo", "sft")
-VERIFIABLE = ["budget=smoke", "task=arithmetic", "labeler=verifier", "seed=0,1", "pipeline.pretrain_steps=300",
-              "pipeline.completions_per_prompt=4", "budget.eval_max_new_tokens=12",
+VERIFIABLE = ["budget=smoke", "task=arithmetic", "labeler=verifier", "seed=0,1", "task.sft_size=6000",
+              "pipeline.pretrain_steps=300", "pipeline.sft_steps=1500", "pipeline.sft_lr=1e-3",
+              "pipeline.completions_per_prompt=4", "budget.eval_max_new_tokens=16",
               "evaluator=[accuracy,pass_at_k,format_rate,format_hack_rate,length_generalisation,gold_reward,kl,length]"]
 
 
