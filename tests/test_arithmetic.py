@@ -164,7 +164,25 @@ def test_the_verifiable_experiment_composes_with_the_verifier_everywhere():
     GlobalHydra.instance().clear()
     algos = cfg.hydra.sweeper.params.algo.split(",")
     assert (cfg.task.name, cfg.labeler.name, cfg.hydra.sweeper.params.seed) == ("arithmetic", "verifier", "0,1,2")
-    assert {"sft", "ppo", "a2c", "grpo", "rloo", "dpo", "ipo", "kto", "best_of_n", "ilql"} == set(algos)
-    assert set(algos) - {"grpo", "rloo", "kto"} <= set(names)  # those three come from the example plugins
+    assert {"sft", "ppo_rlvr", "a2c_rlvr", "grpo_rlvr", "rloo_rlvr", "dpo", "ipo", "kto", "best_of_n",
+            "ilql"} == set(algos)
+    assert set(algos) - {"grpo_rlvr", "rloo_rlvr", "kto"} <= set(names) | {"ppo_rlvr", "a2c_rlvr"}
     assert list(cfg.evaluator) == ["accuracy", "pass_at_k", "format_rate", "format_hack_rate",
                                    "length_generalisation", "gold_reward", "kl", "length"]
+
+
+@pytest.mark.parametrize("preset,algo", [("ppo_rlvr", "ppo"), ("a2c_rlvr", "a2c"), ("grpo_rlvr", "grpo"),
+                                         ("rloo_rlvr", "rloo")])
+def test_the_rlvr_presets_are_their_algorithm_at_a_small_step(preset, algo, monkeypatch):
+    from alignzoo import plugins
+    from alignzoo.config import validate
+    from alignzoo.testing import compose_config
+
+    monkeypatch.setenv("ALIGNZOO_PLUGINS", "grpo")  # grpo and rloo are the example plugin's
+    try:
+        registries = plugins.load(reload=True).registries
+        built, problems = validate(compose_config(["+experiment=verifiable", f"algo={preset}"]), registries)
+    finally:
+        monkeypatch.setenv("ALIGNZOO_PLUGINS", "")
+        plugins.load(reload=True)
+    assert not problems and built["algo"].name == algo and built["algo"].lr == 3e-5
