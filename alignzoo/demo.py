@@ -1,10 +1,13 @@
-"""``alignzoo demo`` (``make demo``): the zoo sweep on the embedded task, then the leaderboard's table.
+"""``alignzoo demo`` (``make demo``): the zoo sweep on the embedded task, a short verifiable-track sweep, then the
+leaderboard's tables.
 
 Runs every registered optimizer that fits the task plus the SFT reference row, x 3 seeds at ``budget=quick``
-(one Hydra multirun, so stages are built once and shared), then prints the board's own ranked table of the sweep's
-records (``alignzoo/board``: mean over seeds with its Student-t or BCa interval, ranks from Holm-corrected tests,
-comparisons with the SFT row, Pareto stars), row for row what the sweep's board callback writes into
-``<out>/board/LEADERBOARD.md``: one set of statistics, not two.
+(one Hydra multirun, so stages are built once and shared), then a few optimizers on ``task=arithmetic`` at
+``budget=smoke`` (``VERIFIABLE``: the checker as the reward, ``labeler=verifier`` for DPO; ``--no-verifiable``
+skips it), then prints the board's own ranked table of the records (``alignzoo/board``: mean over seeds with its
+Student-t or BCa interval, ranks from Holm-corrected tests, comparisons with the SFT row, Pareto stars), one per
+track, row for row what the sweeps' board callback writes into ``<out>/board/LEADERBOARD.md``: one set of
+statistics, not two.
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ from alignzoo.board.collect import collect
 from alignzoo.board.tables import legend as board_legend
 from alignzoo.board.tables import track_table, track_title
 from alignzoo.errors import AlignzooError
+
+
+#: the verifiable-track sweep: optimizers (those registered run; the SFT row last) and its settings. Smoke-sized
+#: (about 3 minutes on 2 cores): it shows the track, +experiment=verifiable measures it.
+VERIFIABLE_ALGOS = ("ppo", "grpo", "dpo", "sft")
+VERIFIABLE = ["budget=smoke", "task=arithmetic", "labeler=verifier", "seed=0,1", "task.sft_size=6000",
+              "pipeline.pretrain_steps=300", "pipeline.sft_steps=1500", "pipeline.sft_lr=1e-3",
+              "pipeline.completions_per_prompt=4", "budget.eval_max_new_tokens=16",
+              "evaluator=[accuracy,pass_at_k,format_rate,format_hack_rate,length_generalisation,gold_reward,kl,length]"]
+
+
+def verifiable_algos(registries: Any) -> list[str]:
+    known = set(registries["algo"].names())
+    return [a for a in VERIFIABLE_ALGOS if a in known]
 
 
 def demo_algos(registries: Any, task: str = "sentiment") -> list[str]:
@@ -53,18 +70,28 @@ def main(args: list[str]) -> int:
     parser.add_argument("--out", default=None, help="sweep directory (default: outputs/demo/<time>)")
     parser.add_argument("--no-wandb", action="store_true", help="do not mirror runs to offline W&B")
     parser.add_argument("--jobs", type=int, default=2, help="jobs run at once (default 2: one per core; 1: in order)")
+    parser.add_argument("--no-verifiable", action="store_true", help="skip the verifiable-track sweep")
     ns, overrides = parser.parse_known_args(args)
-    algos = demo_algos(plugins.load().registries)
+    registries = plugins.load().registries
+    algos = demo_algos(registries)
     out = Path(ns.out or f"outputs/demo/{dt.datetime.now():%Y-%m-%d_%H-%M-%S}")
     loggers = "[console,jsonl]" if ns.no_wandb else "[console,jsonl,wandb]"
+    launcher = ["launcher=joblib", f"hydra.launcher.n_jobs={ns.jobs}"] if ns.jobs > 1 else []
     cmd = [sys.executable, "-m", "alignzoo", "run", "-m", f"algo={','.join(algos)}", f"seed={ns.seeds}",
-           f"budget={ns.budget}", "task=sentiment", f"logger={loggers}", f"hydra.sweep.dir={out}", *overrides]
-    if ns.jobs > 1:
-        cmd += ["launcher=joblib", f"hydra.launcher.n_jobs={ns.jobs}"]
+           f"budget={ns.budget}", "task=sentiment", f"logger={loggers}", f"hydra.sweep.dir={out}", *overrides,
+           *launcher]
     print(f"alignzoo demo: {len(algos)} algorithms x {len(ns.seeds.split(','))} seeds at budget={ns.budget}\n  "
           + " ".join(cmd[2:]), flush=True)
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     code = subprocess.call(cmd, env=env)
+    verifiable = verifiable_algos(registries)
+    if verifiable and not ns.no_verifiable:
+        # its own sweep folder inside the demo's: the records are collected with the zoo's, one table per track
+        cmd = [sys.executable, "-m", "alignzoo", "run", "-m", f"algo={','.join(verifiable)}", *VERIFIABLE,
+               f"logger={loggers}", f"hydra.sweep.dir={out / 'verifiable'}", *launcher]
+        print(f"\nalignzoo demo: the verifiable track, {len(verifiable)} algorithms on task=arithmetic\n  "
+              + " ".join(cmd[2:]), flush=True)
+        code = subprocess.call(cmd, env=env) or code
     try:
         records = collect([out]).records
     except AlignzooError as exc:

@@ -151,6 +151,11 @@ def _build_components(ctx: RunContext) -> None:
         from alignzoo.rewards.checked import checked
 
         ctx.reward = checked(regs["reward"].build(built["reward"], ctx), c.reward.name)
+    elif needs_reward(regs["algo"].get(c.algo.name)) and getattr(ctx.task, "default_reward", None) in regs["reward"]:
+        # a task with a checker (verifiable rewards) names its reward: optimize that, not a model learned from it
+        name = ctx.task.default_reward
+        ctx.note(f"no reward configured: task={ctx.task.name} checks its answers, so reward={name} scores them")
+        ctx.reward = ctx.build_reward(name)
     elif needs_reward(regs["algo"].get(c.algo.name)) and "learned" in regs["reward"]:
         # online optimizers (and offline ones scored by a reward model) need a reward: by default, a reward model
         # learned from the task's feedback

@@ -82,7 +82,7 @@ def test_help_lists_config_groups(tmp_path):
     algos = next(line for line in out.stdout.splitlines() if line.startswith("algo: "))[6:].split(", ")
     assert {"dpo", "ipo", "cdpo", "sft"} <= set(algos) and algos == sorted(algos)
     assert "logger: console, jsonl, wandb" in out.stdout
-    assert "task: hf_preferences, sentiment" in out.stdout
+    assert "task: arithmetic, hf_preferences, sentiment" in out.stdout
 
 
 def test_sweep_goes_on_after_a_failing_job(tmp_path, data):

@@ -70,7 +70,7 @@ def test_help_lists_plugin_presets_in_their_group(examples, capsys, monkeypatch)
     code, out, _ = in_process(["run", "--help"], capsys, monkeypatch)
     algos = next(line for line in out.splitlines() if line.startswith("algo: "))[6:].split(", ")
     assert code == 0 and {"kto", "kto_strong", "grpo", "rloo", "dpo"} <= set(algos) and algos == sorted(algos)
-    assert "experiment: frontier, frontier_rl, zoo" in out
+    assert "experiment: frontier, frontier_rl, verifiable, zoo" in out
 
 
 def test_help_without_the_plugin_has_no_preset(capsys, monkeypatch):

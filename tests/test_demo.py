@@ -13,11 +13,11 @@ from alignzoo.board import build_board
 GOLD = {"dpo": [0.30, 0.20, 0.25], "ppo": [0.10, 0.30], "sft": [-0.05]}
 
 
-def _record(algo, seed, gold, status="ok"):
+def _record(algo, seed, gold, status="ok", task="sentiment", budget="quick"):
     ok = status == "ok"
-    return {"schema_version": 1, "run_id": f"{algo}-{seed}", "status": status, "algo": algo, "task": "sentiment",
-            "model": "tiny", "budget": "quick", "seed": seed,
-            "config": {"seed": seed, "algo": {"name": algo}, "task": {"name": "sentiment"}},
+    return {"schema_version": 1, "run_id": f"{algo}-{seed}", "status": status, "algo": algo, "task": task,
+            "model": "tiny", "budget": budget, "seed": seed,
+            "config": {"seed": seed, "algo": {"name": algo}, "task": {"name": task}},
             "overrides": [f"algo={algo}", f"seed={seed}"],
             "metrics": {"eval/gold_reward": gold, "eval/kl": 2.0 * seed, "eval/win_rate": 0.5} if ok else {},
             "history": [], "wall_time_s": 10.0, "tokens": 100, "started_at": "2026-01-01T00:00:00+00:00",
@@ -62,20 +62,46 @@ def test_demo_table_is_the_boards_markdown_table(tmp_path):
     assert table.splitlines()[0] == "task=sentiment · model=tiny · budget=quick"
 
 
+ACCURACY = {"ppo": [0.5, 0.6], "dpo": [0.4, 0.45], "sft": [0.3, 0.3]}
+
+
+def _write_verifiable(root: Path) -> None:
+    for algo, accs in ACCURACY.items():
+        for seed, acc in enumerate(accs):
+            rec = _record(algo, seed, acc, task="arithmetic", budget="smoke")
+            rec["metrics"].update({"eval/accuracy": acc, "eval/pass_at_8": min(1.0, 2 * acc)})
+            (root / f"{algo}_s{seed}").mkdir(parents=True)
+            (root / f"{algo}_s{seed}" / "record.json").write_text(json.dumps(rec))
+
+
 def test_demo_prints_the_table_of_its_sweep(tmp_path, monkeypatch, capsys):
     out = tmp_path / "demo"
+    commands = []
 
     def fake_sweep(cmd, env):  # the multirun: write the records a sweep would have written
-        assert f"hydra.sweep.dir={out}" in cmd and "budget=smoke" in cmd
-        _write_sweep(out)
+        commands.append(cmd)
+        if f"hydra.sweep.dir={out}" in cmd:
+            assert "budget=smoke" in cmd and "task=sentiment" in cmd
+            _write_sweep(out)
+        else:  # the verifiable track's sweep, in a folder of its own inside the demo's
+            assert f"hydra.sweep.dir={out / 'verifiable'}" in cmd
+            _write_verifiable(out / "verifiable")
         return 0
 
     monkeypatch.setattr(subprocess, "call", fake_sweep)
     monkeypatch.setenv("ALIGNZOO_PLUGINS", "")
     assert demo.main(["--budget", "smoke", "--out", str(out), "--no-wandb", "--jobs", "1"]) == 0
+    assert len(commands) == 2
+    verifiable = commands[1]
+    # built-ins only here (no plugins): the example plugin's grpo is not registered, so it is left out
+    assert verifiable[3:6] == ["run", "-m", "algo=ppo,dpo,sft"]
+    assert {"task=arithmetic", "labeler=verifier", "budget=smoke", "seed=0,1"} <= set(verifiable)
+    assert not any(a.startswith("launcher=") for a in verifiable)  # --jobs 1
     printed = capsys.readouterr().out
     expected = demo.results_table([json.loads(p.read_text()) for p in sorted(out.rglob("record.json"))])
     assert _table_lines(printed) == _table_lines(expected)
+    assert "task=arithmetic · model=tiny · budget=smoke" in printed and "task=sentiment · model=tiny" in printed
+    assert "\nalignzoo demo: the verifiable track, 3 algorithms on task=arithmetic\n" in printed
     assert ("Results at budget=smoke.\nMean over seeds with a 95% Student-t interval (n < 10) or BCa bootstrap "
             "interval (n ≥ 10; 2000 resamples, seed 0)") in printed
     assert "(two-sided Welch t-tests over seeds between every pair of rows of the track, Holm-corrected" in printed
@@ -99,3 +125,21 @@ def test_demo_algos_puts_the_sft_row_last(algos):
             return algos
 
     assert demo.demo_algos({"algo": Registry()}) == [a for a in algos if a != "sft"] + ["sft"]
+
+
+def test_demo_without_the_verifiable_track_runs_one_sweep(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "demo"
+    commands = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: (commands.append(cmd), _write_sweep(out), 0)[-1])
+    monkeypatch.setenv("ALIGNZOO_PLUGINS", "")
+    assert demo.main(["--out", str(out), "--no-wandb", "--no-verifiable"]) == 0
+    assert len(commands) == 1 and "task=sentiment" in commands[0]
+    assert "verifiable track" not in capsys.readouterr().out
+
+
+def test_verifiable_algos_keeps_the_registered_ones_in_order():
+    class Registry:
+        def names(self):
+            return ["sft", "dpo", "grpo", "ppo", "ilql"]
+
+    assert demo.verifiable_algos({"algo": Registry()}) == ["ppo", "grpo", "dpo", "sft"]

@@ -142,10 +142,10 @@ def test_labelers_are_a_registry_kind_checked_with_did_you_mean():
     from alignzoo.cli import check_component_overrides
 
     regs = plugins.load().registries
-    assert regs["labeler"].names() == ["critic", "dataset", "human", "simulated"]
+    assert regs["labeler"].names() == ["critic", "dataset", "human", "simulated", "verifier"]
     assert check_component_overrides(["labeler=simulatd"], regs) == [
         "unknown labeler 'simulatd'. Did you mean labeler=simulated? Known labeler names: critic, dataset, human, "
-        "simulated. (`alignzoo plugins` lists every component.)"]
+        "simulated, verifier. (`alignzoo plugins` lists every component.)"]
 
 
 def test_moved_override_keys_name_their_new_place():

@@ -25,6 +25,10 @@ A task is any object with a ``name`` and the methods its algorithms need (each o
 - ``data_key() -> dict``: what identifies the data in stage-cache keys (default: the task's name and config);
 - ``tokenizer_texts() -> Iterable[str]`` / ``tokenizer(vocab_size) -> tokenizer | None``: text to train
   ``model=tiny``'s tokenizer on, or the task's own tokenizer.
+- ``default_reward: str``: the registered reward an online algorithm (or ILQL) optimizes when the run names none,
+  instead of a learned reward model (``task=arithmetic``: ``"verifier"``, a checker; ``alignzoo.run``);
+- ``answer_for(prompt) -> str``: the gold answer of a prompt, for tasks with checkable answers (the verifiable
+  evaluators and ``labeler=verifier`` need it).
 
 ``tests/test_pipeline.py`` defines a task in a few lines of data and runs PPO, DPO and RLAIF through every stage.
 """
