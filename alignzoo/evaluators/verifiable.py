@@ -59,6 +59,8 @@ class AccuracyConfig:
 class AccuracyEvaluator(_Verifiable):
     """pass@1: the share of eval completions whose final answer is right."""
 
+    validation_metrics = ("accuracy",)  # also scored on the task's validation prompts (val/accuracy)
+
     def evaluate(self, samples: Any) -> dict[str, float]:
         correct, _ = _checks(self.ctx, samples)
         return {"accuracy": sum(correct) / len(correct)}

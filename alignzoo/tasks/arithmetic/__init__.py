@@ -46,7 +46,7 @@ class ArithmeticConfig:
     rl_size: int = 1000  # RL prompts
     eval_size: int = 500  # eval prompts
     length_size: int = 200  # length-generalisation prompts
-    val_size: int = 200  # held-out worked solutions for the base model's perplexity
+    val_size: int = 200  # held-out problems: the base model's perplexity and the validation prompts
     seed: int = 0  # seed of the problems and their splits (the stages' own is pipeline.stage_seed)
 
     def held_out(self) -> dict[str, int]:
@@ -91,7 +91,7 @@ class ArithmeticTask:
         longest = cfg.max_digits + cfg.length_extra_digits
         self.splits["length"] = split_problems({"length": cfg.length_size}, ops=cfg.ops, min_digits=longest,
                                                max_digits=longest, seed=cfg.seed + 1)["length"]
-        self.answers = {p.prompt: str(p.answer) for name, part in self.splits.items() if name not in ("train", "val")
+        self.answers = {p.prompt: str(p.answer) for name, part in self.splits.items() if name != "train"
                         for p in part}
         self.gold = VerifierReward(self.answer_for)
         self._key = {"arithmetic": {"ops": cfg.ops, "digits": [cfg.min_digits, cfg.max_digits],
@@ -125,6 +125,11 @@ class ArithmeticTask:
 
     def eval_prompts(self, policy: Any, n: int) -> list[str]:
         return [p.prompt for p in self.splits["eval"][:n]]
+
+    def validation_prompts(self, policy: Any, n: int) -> list[str]:
+        """The val split's prompts (held out of every training stage; the base model's perplexity reads their
+        worked solutions): the board picks checkpoints on them, so the eval split is only reported."""
+        return [p.prompt for p in self.splits["val"][:n]]
 
     def length_prompts(self, n: int) -> list[str]:
         """Prompts with longer operands than any in training (the length-generalisation split)."""
