@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 export OMP_NUM_THREADS ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: test test-slow demo venv clean leaderboard bench
+.PHONY: test test-slow demo venv clean leaderboard leaderboard-verifiable bench
 
 PLUGINS := plugins/alignzoo-kto plugins/alignzoo-grpo
 
@@ -66,6 +66,15 @@ leaderboard: venv
 # BENCH_REPS=N rounds per comparison (default 5); BENCH_ARGS=--quick checks the pipeline in a few minutes.
 BENCH_REPS ?= 5
 BENCH_ARGS ?=
+
+# The verifiable track (task=arithmetic, the answer checker as the reward): every optimizer that fits x 3 seeds
+# (+experiment=verifiable), then its board into leaderboard/verifiable/. About 25 min on this 2-core CPU with two
+# jobs once the task's stages are cached (their first build adds about 3 min).
+VERIFIABLE_RUNS ?= outputs/verifiable/$(LEADERBOARD_STAMP)
+
+leaderboard-verifiable: venv
+	$(PY) -m alignzoo run -m +experiment=verifiable hydra.sweep.dir=$(VERIFIABLE_RUNS) $(LEADERBOARD_ARGS)
+	$(PY) -m alignzoo board build $(VERIFIABLE_RUNS) --out leaderboard/verifiable --title "alignzoo verifiable track"
 
 bench: venv
 	$(PIP) install -q -c constraints.txt -e '.[bench]'
