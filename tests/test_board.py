@@ -491,3 +491,12 @@ def test_fresh_board_appears_in_one_rename_with_its_manifest(tmp_path):
     assert all(hashlib.sha256((out / n).read_bytes()).hexdigest() == sha for n, sha in files.items())
     assert oct(out.stat().st_mode & 0o777) == "0o755" and oct((out / "runs.csv").stat().st_mode & 0o777) == "0o644"
     assert sorted(p.name for p in out.parent.iterdir()) == ["board"]  # no staging folder left beside it
+
+
+def test_reproduce_command_leaves_out_the_seed_and_the_authors_cache_folder():
+    from alignzoo.board.aggregate import reproduce_command
+
+    runs = [{"status": "ok", "seed": s, "metrics": {}, "overrides": ["algo=grpo_rlvr", "+experiment=verifiable",
+                                                                    "run.cache_dir=/tmp/mine", f"seed={s}"]}
+            for s in (0, 1)]
+    assert reproduce_command(runs) == "alignzoo run -m algo=grpo_rlvr +experiment=verifiable seed=0,1"

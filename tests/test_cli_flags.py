@@ -83,7 +83,7 @@ def test_help_without_the_plugin_has_no_preset(capsys, monkeypatch):
 def test_a_typo_of_a_preset_suggests_it(examples, capsys, monkeypatch):
     code, _, err = in_process(["run", "algo=kto_strnog", "--cfg", "job"], capsys, monkeypatch)
     assert code == 2 and "unknown algo 'kto_strnog'. Did you mean algo=kto_strong?" in err
-    assert ", kto, kto_strong, ppo," in err
+    assert ", kto, kto_rlvr, kto_strong, ppo," in err  # the plugin's presets are listed among the names
 
 
 def test_label_knows_plugin_presets_too(examples, tmp_path, capsys, monkeypatch):

@@ -93,15 +93,15 @@ def test_demo_prints_the_table_of_its_sweep(tmp_path, monkeypatch, capsys):
     assert demo.main(["--budget", "smoke", "--out", str(out), "--no-wandb", "--jobs", "1"]) == 0
     assert len(commands) == 2
     verifiable = commands[1]
-    # built-ins only here (no plugins): the example plugin's grpo is not registered, so it is left out
-    assert verifiable[3:6] == ["run", "-m", "algo=ppo,dpo,sft"]
+    # built-ins only here (no plugins): grpo is built in now, so every one of VERIFIABLE_ALGOS runs
+    assert verifiable[3:6] == ["run", "-m", "algo=ppo,grpo,dpo,sft"]
     assert {"task=arithmetic", "labeler=verifier", "budget=smoke", "seed=0,1"} <= set(verifiable)
     assert not any(a.startswith("launcher=") for a in verifiable)  # --jobs 1
     printed = capsys.readouterr().out
     expected = demo.results_table([json.loads(p.read_text()) for p in sorted(out.rglob("record.json"))])
     assert _table_lines(printed) == _table_lines(expected)
     assert "task=arithmetic · model=tiny · budget=smoke" in printed and "task=sentiment · model=tiny" in printed
-    assert "\nalignzoo demo: the verifiable track, 3 algorithms on task=arithmetic\n" in printed
+    assert "\nalignzoo demo: the verifiable track, 4 algorithms on task=arithmetic\n" in printed
     assert ("Results at budget=smoke.\nMean over seeds with a 95% Student-t interval (n < 10) or BCa bootstrap "
             "interval (n ≥ 10; 2000 resamples, seed 0)") in printed
     assert "(two-sided Welch t-tests over seeds between every pair of rows of the track, Holm-corrected" in printed

@@ -75,7 +75,7 @@ FAULTS = [
           ("unrecognized arguments: --frobnicate", "`--hydra-help` Hydra's flags"),
           setup=_over_golden("--frobnicate"), check=_kept_intact),
     Fault("cli-plugin-preset-typo", "config", [], 2,
-          ("unknown algo 'kto_strnog'. Did you mean algo=kto_strong?", "kto, kto_strong,"),
+          ("unknown algo 'kto_strnog'. Did you mean algo=kto_strong?", "kto, kto_rlvr, kto_strong,"),
           setup=_over_golden("algo=kto_strnog", plugins_env="kto"), check=_kept_intact),
     Fault("cli-experiment-typo", "config", [], 2,
           ("unknown experiment 'zo'. Did you mean experiment=zoo?", "`alignzoo run --help` lists every config group"),

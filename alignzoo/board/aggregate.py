@@ -224,11 +224,16 @@ def _value_text(v: Any) -> str:
     return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
 
+#: overrides a group's reproduce command leaves out: the seed (the group's seeds are appended) and the stage cache's
+#: folder (a path on the author's machine; the stages are rebuilt identically anywhere)
+NOT_REPRODUCED = re.compile(r"^[+~]{0,2}(seed|run\.cache_dir)=")
+
+
 def reproduce_command(runs: list[dict[str, Any]]) -> str:
     """``alignzoo run [-m] <overrides> seed=<the group's seeds>``, shell-quoted."""
     ok = [r for r in runs if usable(r)]
     base = (ok or runs)[0]
-    overrides = [o for o in base.get("overrides") or [] if not re.match(r"^[+~]{0,2}seed=", str(o))]
+    overrides = [o for o in base.get("overrides") or [] if not NOT_REPRODUCED.match(str(o))]
     seeds = sorted({r.get("seed") for r in runs if r.get("seed") is not None}, key=_sort_key)
     parts = ["alignzoo", "run"]
     if len(seeds) > 1:
