@@ -68,8 +68,8 @@ BENCH_REPS ?= 5
 BENCH_ARGS ?=
 
 # The verifiable track (task=arithmetic, the answer checker as the reward): every optimizer that fits x 3 seeds
-# (+experiment=verifiable), then its board into leaderboard/verifiable/. About 25 min on this 2-core CPU with two
-# jobs once the task's stages are cached (their first build adds about 3 min).
+# (+experiment=verifiable), then its board into leaderboard/verifiable/. 45 runs: about 6 min on this 2-core CPU
+# with LEADERBOARD_ARGS=launcher=joblib once the task's stages are cached (their first build adds about 2 min).
 VERIFIABLE_RUNS ?= outputs/verifiable/$(LEADERBOARD_STAMP)
 
 leaderboard-verifiable: venv
