@@ -231,10 +231,13 @@ def _ctrl_c_while_replacing(env: BoardEnv) -> list[str]:
     """SIGINT arrives between two renames of the commit; it must wait until the last one."""
     real = os.replace
     env.replaced = []  # type: ignore[attr-defined]
+    # Ctrl-C's own handler, whatever an earlier test or the launching shell left installed (a background job
+    # inherits SIGINT ignored); run_board_fault puts the earlier one back
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def replace(src: Any, dst: Any) -> None:
         if not env.replaced:  # type: ignore[attr-defined]
-            os.kill(os.getpid(), signal.SIGINT)  # delivered (or held) right here
+            signal.raise_signal(signal.SIGINT)  # in this thread, so it is delivered (or held) right here
         real(src, dst)
         env.replaced.append(Path(dst).name)  # type: ignore[attr-defined]
     env.monkeypatch.setattr(os, "replace", replace)
@@ -417,6 +420,14 @@ def earlier(tmp_path_factory) -> Path:
 
 
 def run_board_fault(row: BoardFault, tmp_path: Path, earlier: Path, capsys, monkeypatch) -> None:
+    sigint = signal.getsignal(signal.SIGINT)  # a row may install Ctrl-C's handler; the next test gets this one back
+    try:
+        _run_board_fault(row, tmp_path, earlier, capsys, monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+
+
+def _run_board_fault(row: BoardFault, tmp_path: Path, earlier: Path, capsys, monkeypatch) -> None:
     tmp = tmp_path / "w"
     shutil.copytree(earlier, tmp, symlinks=True)
     monkeypatch.chdir(tmp)  # paths in messages are relative to the working directory, as a user sees them
