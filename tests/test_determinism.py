@@ -16,7 +16,8 @@ ALGOS = {
 }
 
 
-@pytest.mark.parametrize("algo", sorted(ALGOS))
+#: DPO's case runs with `make test-slow` (tests/test_run_e2e.py checks DPO's determinism on hf_preferences in make test)
+@pytest.mark.parametrize("algo", [pytest.param(a, marks=pytest.mark.slow) if a == "dpo" else a for a in sorted(ALGOS)])
 def test_same_seed_identical_record_metrics_and_another_seed_differs(algo, tmp_path, stage_cache):
     args = [*SMOKE_TASK, *ALGOS[algo], f"run.cache_dir={stage_cache}", "run.threads=1"]
     here = run_tiny([*args, "seed=1"], tmp_path / "here", tiny=False)

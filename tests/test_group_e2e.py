@@ -17,7 +17,13 @@ COMMON = {"train/loss", "train/kl_k3", "train/clipfrac", "train/reward", "train/
 OWN = {"dapo": {"train/dynamic/dropped_groups", "train/dynamic/rounds", "train/overlong_penalty"}}
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+#: with `make test` the three that cover every advantage/loss/aggregation path the others reuse (grpo: clip +
+#: token mean; dapo: dynamic sampling + overlong shaping; rloo: REINFORCE + KL in the reward); the rest with
+#: `make test-slow` (their tables' oracles run with make test in tests/test_group_oracles.py)
+FAST = {"grpo", "dapo", "rloo"}
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in sorted(PRESETS)])
 def test_each_algorithm_runs_and_logs_finite_metrics(name, tmp_path, preference_dataset):
     rec = run_tiny([f"algo={name}", "task=hf_preferences", f"task.path={preference_dataset}", *SHORT,
                     "algo.epochs=1", "algo.max_new_tokens=8"], tmp_path)

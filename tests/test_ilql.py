@@ -374,7 +374,7 @@ def test_config_problems_name_the_field():
 
 # -- one tiny run ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("algo", ["ilql", "ilql_light"])
+@pytest.mark.parametrize("algo", ["ilql", pytest.param("ilql_light", marks=pytest.mark.slow)])  # light: test-slow
 def test_ilql_runs_end_to_end_on_the_sentiment_task(tmp_path, smoke_cache, algo):
     from alignzoo.testing import run_tiny
 
