@@ -118,13 +118,14 @@ def test_demo_without_records_says_so_and_fails(tmp_path, monkeypatch, capsys):
     assert f"alignzoo demo: no results to show: run directory not found: {out}" in err
 
 
-@pytest.mark.parametrize("algos", [["dpo", "sft", "ppo"], ["sft"]])
-def test_demo_algos_puts_the_sft_row_last(algos):
+@pytest.mark.parametrize("algos", [["dpo", "sft", "ppo"], ["sft"], ["grpo", "sft", "gspo", "ilql_light", "ilql"]])
+def test_demo_algos_puts_the_sft_row_last_and_leaves_the_variants_out(algos):
     class Registry:
         def names(self):
             return algos
 
-    assert demo.demo_algos({"algo": Registry()}) == [a for a in algos if a != "sft"] + ["sft"]
+    assert demo.demo_algos({"algo": Registry()}) == [a for a in algos if a not in ("sft", "gspo", "ilql_light")] + [
+        "sft"]
 
 
 def test_demo_without_the_verifiable_track_runs_one_sweep(tmp_path, monkeypatch, capsys):
