@@ -94,7 +94,7 @@ def test_demo_prints_the_table_of_its_sweep(tmp_path, monkeypatch, capsys):
     assert len(commands) == 2
     verifiable = commands[1]
     # built-ins only here (no plugins): grpo is built in now, so every one of VERIFIABLE_ALGOS runs
-    assert verifiable[3:6] == ["run", "-m", "algo=ppo,grpo,dpo,sft"]
+    assert verifiable[3:6] == ["run", "-m", "algo=ppo_rlvr,grpo_rlvr,dpo_rlvr,sft"]
     assert {"task=arithmetic", "labeler=verifier", "budget=smoke", "seed=0,1"} <= set(verifiable)
     assert not any(a.startswith("launcher=") for a in verifiable)  # --jobs 1
     printed = capsys.readouterr().out
@@ -138,9 +138,9 @@ def test_demo_without_the_verifiable_track_runs_one_sweep(tmp_path, monkeypatch,
     assert "verifiable track" not in capsys.readouterr().out
 
 
-def test_verifiable_algos_keeps_the_registered_ones_in_order():
+def test_verifiable_algos_keeps_the_registered_ones_in_order_as_their_presets():
     class Registry:
         def names(self):
-            return ["sft", "dpo", "grpo", "ppo", "ilql"]
+            return ["sft", "dpo", "ppo", "ilql"]
 
-    assert demo.verifiable_algos({"algo": Registry()}) == ["ppo", "grpo", "dpo", "sft"]
+    assert demo.verifiable_algos({"algo": Registry()}) == ["ppo_rlvr", "dpo_rlvr", "sft"]
