@@ -85,7 +85,8 @@ def test_metric_ranges_by_name():
              "eval/rm_gold_spearman": (-1.0, 1.0), "cost/wall_time_s": (0.0, None), "eval/length": (0.0, None),
              "eval/gold_reward": (None, None), "eval/gold_reward_vs_reference": (None, None),
              "eval/proxy_reward": (None, None), "eval/kl_k1_std": (0.0, None), "my/metric": (None, None),
-             "eval/pass_at_8": (0.0, 1.0), "eval/format_hack_rate": (0.0, 1.0), "eval/length_gen_accuracy": (0.0, 1.0)}
+             "eval/pass_at_8": (0.0, 1.0), "eval/format_hack_rate": (0.0, 1.0), "eval/length_gen_accuracy": (0.0, 1.0),
+             "eval/kl_se": (0.0, None)}
     assert {name: stats.metric_range(name) for name in cases} == cases
 
 

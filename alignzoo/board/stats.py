@@ -53,7 +53,7 @@ INTERVAL_METHOD = (f"mean over seeds; Student-t interval at n < {BCA_FROM_N}, se
 #: (metric name pattern, low, high): the first pattern that matches a name gives its range; None is unbounded
 METRIC_RANGES: list[tuple[str, Optional[float], Optional[float]]] = [
     (r"(^|/)(kl|approx_kl)$", 0.0, None),  # a KL divergence (its estimate's mean over seeds of a >= 0 quantity)
-    (r"_std$", 0.0, None),  # standard deviations
+    (r"_(std|se)$", 0.0, None),  # standard deviations and standard errors
     (r"(share|rate|accuracy|clipfrac|overoptimized|repetition|distinct_\d+|pass_at_\d+)$", 0.0, 1.0),  # fractions
     (r"(pearson|spearman|spearman_heldout)$", -1.0, 1.0),  # correlations
     (r"^cost/|(^|/)length$", 0.0, None),  # seconds, tokens, megabytes, tokens per response
