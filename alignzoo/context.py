@@ -192,12 +192,16 @@ class RunContext:
                                    temperature=self.eval_cfg.temperature, seed=seed,
                                    batch_size=self.eval_cfg.batch_size)
         metrics: dict[str, float] = {}
+        per_prompt: dict[str, dict[str, float]] = {}
         with torch.no_grad():
             for name, evaluator in self.evaluators.items():
                 for k, v in evaluator.evaluate(samples).items():
                     metrics[f"eval/{k}"] = float(v)
+                # the headline evaluators' per-prompt scores, read before the validation pass scores them again
+                per_prompt.update({f"eval/{k}": v for k, v in (getattr(evaluator, "per_prompt", None) or {}).items()})
             metrics.update(validation_metrics(self, policy, seed))  # val/<metric>: what the board picks by
         self.record.history.append({"step": step, **metrics})
+        self.record.per_prompt = per_prompt  # each evaluation replaces the last: the record keeps the final one's
         self.log(metrics, step)
         if was_training:
             policy.model.train()
