@@ -102,13 +102,15 @@ class RunContext:
 
     # -- progress a checkpoint saves and restores -------------------------------------------------------------
     def progress_state(self) -> dict[str, Any]:
-        """What a checkpoint must keep of the run so far: evaluation history, last train metrics, tokens, step."""
-        return {"history": self.record.history, "train_metrics": self._train_metrics,
-                "tokens": self.record.tokens, "last_step": self.last_step}
+        """What a checkpoint must keep of the run so far: evaluation history and the last evaluation's per-prompt
+        scores, last train metrics, tokens, step."""
+        return {"history": self.record.history, "per_prompt": self.record.per_prompt,
+                "train_metrics": self._train_metrics, "tokens": self.record.tokens, "last_step": self.last_step}
 
     def restore_progress(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint's ``progress_state()``: the history, train metrics, tokens and step."""
         self.record.history[:] = state["history"]
+        self.record.per_prompt = dict(state.get("per_prompt") or {})  # absent in checkpoints older than the field
         self._train_metrics.clear()
         self._train_metrics.update(state["train_metrics"])
         self.record.tokens = int(state["tokens"])

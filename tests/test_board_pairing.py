@@ -126,7 +126,9 @@ def test_a_built_board_names_the_bootstrap_in_json_and_markdown(tmp_path):
     sft_row = next(line for line in md.splitlines() if line.startswith("| ") and " sft " in line)
     assert "+0.210 [" in dpo_row and " bootstrap" in dpo_row
     assert "-0.210 [" in sft_row and " bootstrap" in sft_row
-    assert "bootstrap = paired bootstrap over seeds x prompts" in md
+    assert ("the cell names its test: bootstrap = paired bootstrap over seeds x prompts (2000 resamples of each "
+            "row's seeds, then of the prompts, the same for both rows)") in md
+    assert "else Welch; significant only where p_holm ≤ 0.05; – where" in md
 
 
 def test_per_prompt_scores_average_each_prompts_completions_and_round():

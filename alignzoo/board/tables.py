@@ -124,7 +124,8 @@ def legend(code: Callable[[str], str] = lambda s: s) -> list[str]:
         "Holm-adjusted p of each column of the track; the cell names its test: bootstrap = paired bootstrap over "
         f"seeds x prompts ({stats.PAIR_RESAMPLES} resamples of each row's seeds, then of the prompts, the same for "
         "both rows) where both rows recorded per-prompt headline scores on the same prompts, else paired = paired t "
-        "on the per-seed differences where both rows hold the same seeds, else Welch; significant only where p_holm ≤ {stats.ALPHA}; – where a row has fewer than 2 "
+        "on the per-seed differences where both rows hold the same seeds, else Welch; significant only where "
+        f"p_holm ≤ {stats.ALPHA}; – where a row has fewer than 2 "
         "seeds or the track no SFT row. Collapsed: seeds whose final headline is below the SFT row's mean minus "
         f"{COLLAPSE_SDS:g} sd.",
         "★ / front: a seed of the row has a final (KL, headline) point that no seed of the track dominates (the "
