@@ -142,6 +142,18 @@ def test_a_tiny_run_records_per_prompt_scores_of_its_headline(tmp_path, stage_ca
     assert rec.status == "ok", rec.error
     on_disk = json.loads((tmp_path / "job" / "record.json").read_text())
     scores = on_disk["per_prompt"]["eval/gold_reward"]
-    assert list(on_disk["per_prompt"]) == ["eval/gold_reward"]
+    assert list(on_disk["per_prompt"]) == ["eval/gold_reward"]  # sentiment: its headline only
+    assert len(scores) == 8  # TINY_RUN: eval.num_prompts=8
     assert scores and all(len(k) == 12 for k in scores)
     assert np.mean(list(scores.values())) == pytest.approx(on_disk["metrics"]["eval/gold_reward"], abs=1e-5)
+
+
+def test_an_arithmetic_run_records_per_prompt_accuracy(tmp_path, stage_cache):
+    from tests.test_arithmetic import SMALL
+
+    rec = run_tiny([*SMALL, "algo=sft", f"run.cache_dir={stage_cache}"], tmp_path / "job")
+    assert rec.status == "ok", rec.error
+    scores = json.loads((tmp_path / "job" / "record.json").read_text())["per_prompt"]["eval/accuracy"]
+    assert len(scores) == rec.config["eval"]["num_prompts"] == 8  # TINY_RUN: eval.num_prompts=8, distinct problems
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
+    assert np.mean(list(scores.values())) == pytest.approx(rec.metrics["eval/accuracy"], abs=1e-6)
