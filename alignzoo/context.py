@@ -102,13 +102,15 @@ class RunContext:
 
     # -- progress a checkpoint saves and restores -------------------------------------------------------------
     def progress_state(self) -> dict[str, Any]:
-        """What a checkpoint must keep of the run so far: evaluation history, last train metrics, tokens, step."""
-        return {"history": self.record.history, "train_metrics": self._train_metrics,
-                "tokens": self.record.tokens, "last_step": self.last_step}
+        """What a checkpoint must keep of the run so far: evaluation history and the last evaluation's per-prompt
+        scores, last train metrics, tokens, step."""
+        return {"history": self.record.history, "per_prompt": self.record.per_prompt,
+                "train_metrics": self._train_metrics, "tokens": self.record.tokens, "last_step": self.last_step}
 
     def restore_progress(self, state: dict[str, Any]) -> None:
         """Continue from a checkpoint's ``progress_state()``: the history, train metrics, tokens and step."""
         self.record.history[:] = state["history"]
+        self.record.per_prompt = dict(state.get("per_prompt") or {})  # absent in checkpoints older than the field
         self._train_metrics.clear()
         self._train_metrics.update(state["train_metrics"])
         self.record.tokens = int(state["tokens"])
@@ -192,12 +194,16 @@ class RunContext:
                                    temperature=self.eval_cfg.temperature, seed=seed,
                                    batch_size=self.eval_cfg.batch_size)
         metrics: dict[str, float] = {}
+        per_prompt: dict[str, dict[str, float]] = {}
         with torch.no_grad():
             for name, evaluator in self.evaluators.items():
                 for k, v in evaluator.evaluate(samples).items():
                     metrics[f"eval/{k}"] = float(v)
+                # the headline evaluators' per-prompt scores, read before the validation pass scores them again
+                per_prompt.update({f"eval/{k}": v for k, v in (getattr(evaluator, "per_prompt", None) or {}).items()})
             metrics.update(validation_metrics(self, policy, seed))  # val/<metric>: what the board picks by
         self.record.history.append({"step": step, **metrics})
+        self.record.per_prompt = per_prompt  # each evaluation replaces the last: the record keeps the final one's
         self.log(metrics, step)
         if was_training:
             policy.model.train()

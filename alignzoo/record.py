@@ -31,6 +31,9 @@ class RunRecord:
     overrides: list[str] = field(default_factory=list)  # the command-line overrides that made it
     metrics: dict[str, float] = field(default_factory=dict)  # final values: train/* and eval/*
     history: list[dict[str, Any]] = field(default_factory=list)  # per-eval-step: {"step": n, "eval/...": x}
+    # the final evaluation's headline scores per prompt: {"eval/gold_reward": {"<prompt id>": mean score}}, the
+    # prompt id being evaluators.gold.prompt_id (what the board's paired bootstrap pairs rows on); {} in older runs
+    per_prompt: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # things a reader must know (stage reuse, skipped evaluators)
     error: dict[str, str] | None = None  # {"type", "message", "traceback"} when failed
     versions: dict[str, str] = field(default_factory=dict)

@@ -14,7 +14,8 @@ seeds between every pair of rows of a track, Holm-corrected over all those pairs
 differ share a rank, and a row never ranks above one with a higher mean (with 1 + its own count alone, a row too
 noisy for any test to separate would rank first). A row with one seed cannot be tested: only the rows above it in
 the mean order set its rank. Each row is also compared with the track's SFT row (``algo=sft``) and with the row
-above it (``stats.compare``: paired where the seeds match), each family Holm-corrected.
+above it (``compare_rows``: a paired bootstrap over seeds x prompts where both rows recorded per-prompt scores on the
+same prompts, else ``stats.compare``: paired t where the seeds match), each family Holm-corrected.
 
 Each row also gets the matched-KL columns (``frontier``: the headline at KL budgets and the area under the
 frontier, from every checkpoint of its seeds, chosen on the validation prompts). The Pareto front (PARETO_RULE) is
@@ -36,7 +37,8 @@ from typing import Any, Optional
 import alignzoo.board.frontier as frontier
 import alignzoo.board.stats as stats  # the submodule itself: board/__init__ imports this module
 from alignzoo.board.headline import KL_METRIC, Headline, headline_of
-from alignzoo.board.stats import ALPHA, Comparison, compare, finite, holm, summaries, welch, within_range
+from alignzoo.board.stats import (ALPHA, Comparison, compare, finite, holm, paired_bootstrap, summaries, welch,
+                                  within_range)
 
 COST_FIELDS = {"cost/wall_time_s": "wall_time_s", "cost/tokens": "tokens", "cost/peak_memory_mb": "peak_memory_mb"}
 IGNORED_CONFIG = ("seed", "logger", "run")  # top-level config keys that do not define a preset
@@ -50,8 +52,11 @@ RANK_RULE = ("1 + the rows of the same task/model/budget significantly better in
              "row ranks above a row with a higher mean")
 COMPARISON_RULE = ("vs_sft / vs_above: the headline of the row minus that of the track's SFT row / of the row "
                    "above it: the difference of means with its uncorrected 95% interval, p and the Holm-adjusted "
-                   "p_holm of its family (each column of a track); a paired t-test on the per-seed differences "
-                   "where both rows hold the same seeds, else Welch")
+                   "p_holm of its family (each column of a track); a paired bootstrap over seeds x prompts "
+                   f"({stats.PAIR_RESAMPLES} resamples: seeds of each row, then the same prompts for both rows) "
+                   "where every seed of both rows recorded per-prompt headline scores on the same prompts "
+                   "(record.per_prompt), else a paired t-test on the per-seed differences where both rows hold the "
+                   "same seeds, else Welch; each comparison's test field names the test used")
 COLLAPSE_RULE = (f"share of a row's seeds whose final headline is below the mean of its track's SFT row minus "
                  f"{COLLAPSE_SDS:g} of its standard deviations (needs an SFT row with 2+ seeds)")
 PARETO_RULE = ("pareto: at least one of the row's seeds has a final (eval/kl, headline) point that no seed's point of "
@@ -136,6 +141,21 @@ class Group:
             if finite([v]):
                 out[r.get("seed") if r.get("seed") is not None else ("unseeded", r.get("run_id"))] = float(v)
         return out
+
+    def per_prompt(self) -> Optional[dict[Any, dict[str, float]]]:
+        """{seed: {prompt id: headline score}} from the records' ``per_prompt`` (the final evaluation), or None when
+        a counted seed lacks them (an older record) or its prompts differ from the other seeds': no pairing."""
+        out: dict[Any, dict[str, float]] = {}
+        for seed in self.per_seed():
+            run = next(r for r in self.ok if (r.get("seed") if r.get("seed") is not None
+                                              else ("unseeded", r.get("run_id"))) == seed)
+            table = run.get("per_prompt")
+            scores = table.get(self.headline.metric) if isinstance(table, dict) else None
+            if not isinstance(scores, dict) or not scores or len(finite(list(scores.values()))) != len(scores):
+                return None
+            out[seed] = {str(k): float(v) for k, v in scores.items()}
+        prompt_sets = {frozenset(v) for v in out.values()}
+        return out if len(prompt_sets) == 1 else None
 
     def errors(self) -> list[dict[str, Any]]:
         return [error_summary(r) for r in self.failed]
@@ -397,6 +417,20 @@ def _comparison(c: Comparison, ref: Group, p_holm: float) -> dict[str, Any]:
             "n": c.n, "p": c.p, "p_holm": p_holm, "significant": p_holm <= ALPHA and c.diff != 0}
 
 
+def compare_rows(g: Group, ref: Group) -> Optional[Comparison]:
+    """Row g's headline against row ref's (COMPARISON_RULE): the paired bootstrap over seeds x prompts when both rows
+    carry per-prompt scores on the same prompts, else ``stats.compare`` over the per-seed values."""
+    mine, theirs = g.per_prompt(), ref.per_prompt()
+    if mine and theirs:
+        prompts = sorted(next(iter(mine.values())))
+        if set(prompts) == set(next(iter(theirs.values()))):
+            matrix = lambda rows: [[rows[s][k] for k in prompts] for s in sorted(rows, key=_sort_key)]  # noqa: E731
+            c = paired_bootstrap(matrix(mine), matrix(theirs))
+            if c is not None:
+                return c
+    return compare(g.per_seed(), ref.per_seed())
+
+
 def _publish(pairs: list[tuple[Group, Group, Comparison]], slot: str) -> None:
     """Holm over one family of comparisons, then each into its row's ``slot`` (vs_sft or vs_above)."""
     for (g, ref, c), p in zip(pairs, holm([c.p for _, _, c in pairs])):
@@ -415,8 +449,7 @@ def _compare_with_reference(members: list[Group]) -> None:
     if ref is None:
         return
     ref.reference = True
-    base = ref.per_seed()
-    pairs = [(g, ref, c) for g in members if g is not ref and (c := compare(g.per_seed(), base)) is not None]
+    pairs = [(g, ref, c) for g in members if g is not ref and (c := compare_rows(g, ref)) is not None]
     _publish(pairs, "vs_sft")
     stat = ref.score
     if stat["n"] < 2:
@@ -433,5 +466,5 @@ def _compare_with_row_above(members: list[Group]) -> None:
     """Every ranked row's headline against the ranked row printed above it (one Holm family per track)."""
     ranked = [g for g in members if g.rank is not None]
     pairs = [(g, above, c) for above, g in zip(ranked, ranked[1:])
-             if (c := compare(g.per_seed(), above.per_seed())) is not None]
+             if (c := compare_rows(g, above)) is not None]
     _publish(pairs, "vs_above")

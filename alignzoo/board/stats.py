@@ -29,6 +29,20 @@ gold reward and anything unknown are unbounded) and ``clipped`` says so.
 **Tests** (``welch``, ``paired``, ``holm``): two-sided Welch and paired t-tests over seeds, Holm's step-down
 correction over a family of tests. Quantiles and tail probabilities of Student's t and of the normal come from
 ``scipy.special``.
+
+**Paired bootstrap over seeds x prompts** (``paired_bootstrap``): rows A and B hold per-prompt scores on the same
+P prompts, ``a`` (Sa seeds x P) and ``b`` (Sb seeds x P). The difference is ``mean(a) - mean(b)``; each of
+``PAIR_RESAMPLES`` resamples draws, from ``numpy.random.default_rng(SEED)`` in this order::
+
+      sa = rng.integers(0, Sa, size=(R, Sa)); sb = rng.integers(0, Sb, size=(R, Sb))  # seeds, each row its own
+      pr = rng.integers(0, P, size=(R, P))                     # prompts, the same indices for both rows (paired)
+      boot_r = mean_{j} (mean_i a[sa_ri, pr_rj] - mean_i b[sb_ri, pr_rj])
+
+  the interval is the percentile interval of ``boot`` (the (1-level)/2 and (1+level)/2 quantiles, linear
+  interpolation), and the two-sided p is ``min(1, 2 min(#(boot <= 0) + 1, #(boot >= 0) + 1) / (R + 1))``: how often
+  the resampled difference lands on the other side of 0 (never 0: R resamples cannot show p below 2 / (R + 1)).
+  Resampling prompts jointly keeps the prompt effect (some prompts are easy for every policy) out of the
+  difference; resampling seeds keeps the seed-to-seed spread in it.
 """
 
 from __future__ import annotations
@@ -46,6 +60,8 @@ LEVEL = 0.95  # two-sided coverage of every interval
 BCA_FROM_N = 10  # n at which the interval switches from Student-t to BCa
 RESAMPLES = 2000  # bootstrap resamples per BCa interval
 SEED = 0  # the generator seed of every bootstrap (the board is reproducible byte for byte)
+PAIR_RESAMPLES = 2000  # resamples of each paired bootstrap over seeds x prompts
+PAIRED_BOOTSTRAP = "paired bootstrap (seeds x prompts)"  # the test name of paired_bootstrap's comparisons
 ALPHA = 0.05  # family-wise error rate of the Holm-corrected tests
 INTERVAL_METHOD = (f"mean over seeds; Student-t interval at n < {BCA_FROM_N}, seeded BCa bootstrap at n >= "
                    f"{BCA_FROM_N}; bounds clipped to the metric's range; no interval for one seed")
@@ -209,12 +225,12 @@ def within_range(stat: dict[str, object], name: str) -> dict[str, object]:
 class Comparison:
     """A difference of means (a - b) over seeds with its interval and two-sided p-value."""
 
-    test: str  # "paired t" (the same seeds in both rows: per-seed differences) or "Welch t"
+    test: str  # "paired t" (the same seeds in both rows: per-seed differences), "Welch t" or PAIRED_BOOTSTRAP
     diff: float
     lo: float
     hi: float
     p: float
-    n: int  # pairs (paired) or the smaller of the two counts (Welch)
+    n: int  # pairs (paired), the smaller of the two counts (Welch) or the prompts (paired bootstrap)
 
 
 def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Optional[Comparison]:
@@ -253,6 +269,29 @@ def compare(a: dict[object, float], b: dict[object, float], level: float = LEVEL
         seeds = sorted(a, key=lambda s: (isinstance(s, str), s))
         return paired([a[s] for s in seeds], [b[s] for s in seeds], level)
     return welch(list(a.values()), list(b.values()), level)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, level: float = LEVEL, *, resamples: int = PAIR_RESAMPLES,
+                     seed: int = SEED) -> Optional[Comparison]:
+    """mean(a) - mean(b) for per-prompt scores ``a`` (seeds x prompts) and ``b`` (seeds x the same prompts, same
+    column order), with the two-level bootstrap's percentile interval and p (module docstring); None when a row has
+    fewer than 2 seeds or there are fewer than 2 prompts (nothing to resample)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"paired_bootstrap needs seeds x prompts on the same prompts, got {a.shape} and {b.shape}")
+    (sa, prompts), sb = a.shape, b.shape[0]
+    if sa < 2 or sb < 2 or prompts < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    ia, ib = rng.integers(0, sa, size=(resamples, sa)), rng.integers(0, sb, size=(resamples, sb))
+    ip = rng.integers(0, prompts, size=(resamples, prompts))
+    per_prompt = a[ia].mean(axis=1) - b[ib].mean(axis=1)  # resamples x prompts: seed-resampled row difference
+    boot = np.take_along_axis(per_prompt, ip, axis=1).mean(axis=1)
+    diff = float(a.mean() - b.mean())
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    tail = min(int((boot <= 0).sum()), int((boot >= 0).sum())) + 1
+    p = min(1.0, 2 * tail / (resamples + 1))
+    return Comparison(PAIRED_BOOTSTRAP, diff, float(lo), float(hi), p, prompts)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

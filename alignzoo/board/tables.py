@@ -22,6 +22,8 @@ from alignzoo.board.headline import HEADLINES, KL_METRIC, Headline
 #: the tested columns after the final values: (Group attribute, header after the headline's label); each cell
 #: "diff [interval] p_holm=... test"
 COMPARISONS = [("vs_sft", "vs SFT row [CI], p_holm"), ("vs_above", "vs row above [CI], p_holm")]
+#: a comparison's test (``stats.Comparison.test``) as its cell names it
+TEST_NAMES = {"paired t": "paired", "Welch t": "Welch", stats.PAIRED_BOOTSTRAP: "bootstrap"}
 TEST_PICKED = "†"  # a frontier cell whose checkpoints were picked on the test split (no validation metrics)
 KL_BOUND = "≤ "  # a KL cell that is an analytic upper bound (best-of-N)
 RUN_FIELDS = ["run_id", "group_id", "status", "counted", "algo", "preset", "task", "model", "budget", "reward", "seed",
@@ -89,7 +91,7 @@ def fmt_comparison(g: Group, attr: str, digits: int = 3) -> str:
     c = getattr(g, attr)
     if c is None:
         return "ref" if attr == "vs_sft" and g.reference else "–"
-    test = "paired" if c["test"].startswith("paired") else "Welch"
+    test = TEST_NAMES.get(c["test"], c["test"])
     return (f"{c['diff']:+.{digits}f} [{c['lo']:+.{digits}f}, {c['hi']:+.{digits}f}] "
             f"p_holm={p_text(c['p_holm'])} {test}")
 
@@ -119,8 +121,11 @@ def legend(code: Callable[[str], str] = lambda s: s) -> list[str]:
         f"mean (two-sided Welch t-tests over seeds between every pair of rows of the track, Holm-corrected over all "
         f"pairs, α = {stats.ALPHA}); rows not shown to differ share a rank.",
         f"vs SFT row / vs row above: difference of the mean final headline with its {pct} interval and the "
-        "Holm-adjusted p of each column of the track (paired t on the per-seed differences where both rows hold the "
-        f"same seeds, else Welch); significant only where p_holm ≤ {stats.ALPHA}; – where a row has fewer than 2 "
+        "Holm-adjusted p of each column of the track; the cell names its test: bootstrap = paired bootstrap over "
+        f"seeds x prompts ({stats.PAIR_RESAMPLES} resamples of each row's seeds, then of the prompts, the same for "
+        "both rows) where both rows recorded per-prompt headline scores on the same prompts, else paired = paired t "
+        "on the per-seed differences where both rows hold the same seeds, else Welch; significant only where "
+        f"p_holm ≤ {stats.ALPHA}; – where a row has fewer than 2 "
         "seeds or the track no SFT row. Collapsed: seeds whose final headline is below the SFT row's mean minus "
         f"{COLLAPSE_SDS:g} sd.",
         "★ / front: a seed of the row has a final (KL, headline) point that no seed of the track dominates (the "

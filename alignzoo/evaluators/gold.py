@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
 from alignzoo.hookspecs import hookimpl
+
+
+PER_PROMPT_DIGITS = 6  # per-prompt scores are rounded so a record stays small
+
+
+def prompt_id(prompt: str) -> str:
+    """A prompt's stable id: the first 12 hex digits of the sha1 of its text (the same in every run)."""
+    return hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:12]
+
+
+def per_prompt_scores(prompts: Sequence[str], scores: Sequence[float]) -> dict[str, float]:
+    """{prompt id: mean of that prompt's completions' scores}, rounded: what the board pairs rows on."""
+    by_prompt: dict[str, list[float]] = defaultdict(list)
+    for prompt, score in zip(prompts, scores):
+        by_prompt[prompt_id(prompt)].append(float(score))
+    return {k: round(sum(v) / len(v), PER_PROMPT_DIGITS) for k, v in by_prompt.items()}
 
 
 def _skip(ctx: Any) -> Optional[str]:
@@ -30,12 +48,14 @@ class GoldRewardEvaluator:
 
     def __init__(self, cfg: GoldRewardConfig, ctx: Any):
         self.gold = getattr(ctx.task, "gold", None)
+        self.per_prompt: dict[str, dict[str, float]] = {}  # the last evaluation's {"gold_reward": {id: score}}
 
     def skip_reason(self, ctx: Any) -> Optional[str]:
         return _skip(ctx)
 
     def evaluate(self, samples: Any) -> dict[str, float]:
         scores = self.gold.score(samples.prompts, samples.completions, samples.ended)
+        self.per_prompt = {"gold_reward": per_prompt_scores(samples.prompts, scores.tolist())}
         return {"gold_reward": float(scores.mean()), "gold_reward_std": float(scores.std()) if len(scores) > 1 else 0.0}
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from math import comb
 from typing import Any, Optional
 
+from alignzoo.evaluators.gold import per_prompt_scores
 from alignzoo.hookspecs import hookimpl
 
 
@@ -63,6 +64,7 @@ class AccuracyEvaluator(_Verifiable):
 
     def evaluate(self, samples: Any) -> dict[str, float]:
         correct, _ = _checks(self.ctx, samples)
+        self.per_prompt = {"accuracy": per_prompt_scores(samples.prompts, correct)}  # what the board pairs rows on
         return {"accuracy": sum(correct) / len(correct)}
 
 
