@@ -131,7 +131,10 @@ def test_compare_pairs_only_when_the_seeds_match():
     welch = stats.compare(a, {0: 0.10, 1: 0.05, 3: 0.02})
     assert welch.test == "Welch t" and welch.p == pytest.approx(
         scipy_stats.ttest_ind([0.30, 0.20, 0.25], [0.10, 0.05, 0.02], equal_var=False).pvalue)
-    assert stats.paired([1.0, 2.0], [0.5, 1.5]).p == 0.0  # constant nonzero differences: certain
+    # constant nonzero differences: no variance for t; the exact sign-flip test's p, 2 / 2^n
+    assert (stats.paired([1.0, 2.0], [0.5, 1.5]).p, stats.paired([1.0, 2.0, 3.0], [0.5, 1.5, 2.5]).p) == (0.5, 0.25)
+    assert stats.paired([1.0, 2.0, 3.0], [0.5, 1.5, 2.5]).test == "sign-flip"
+    assert stats.paired([1.0, 2.0], [1.0, 2.0]).p == 1.0
     assert stats.welch([1.0, 1.0], [1.0, 1.0]).p == 1.0  # identical constant rows: no difference at all
 
 

@@ -56,7 +56,8 @@ COMPARISON_RULE = ("vs_sft / vs_above: the headline of the row minus that of the
                    f"({stats.PAIR_RESAMPLES} resamples: seeds of each row, then the same prompts for both rows) "
                    "where every seed of both rows recorded per-prompt headline scores on the same prompts "
                    "(record.per_prompt), else a paired t-test on the per-seed differences where both rows hold the "
-                   "same seeds, else Welch; each comparison's test field names the test used")
+                   "same seeds (the exact sign-flip test when those differences are all equal: t has no variance "
+                   "to use), else Welch; each comparison's test field names the test used")
 COLLAPSE_RULE = (f"share of a row's seeds whose final headline is below the mean of its track's SFT row minus "
                  f"{COLLAPSE_SDS:g} of its standard deviations (needs an SFT row with 2+ seeds)")
 PARETO_RULE = ("pareto: at least one of the row's seeds has a final (eval/kl, headline) point that no seed's point of "

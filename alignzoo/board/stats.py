@@ -251,13 +251,15 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Optio
 
 def paired(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Optional[Comparison]:
     """The paired t-test of the per-seed differences a_i - b_i (``scipy.stats.ttest_rel``) and the t-interval of
-    their mean; None for fewer than 2 pairs. Constant differences: p = 0 if they are not 0, else 1."""
+    their mean; None for fewer than 2 pairs. Constant differences have no variance for t to use (its p would be 0
+    at any n): their p is the exact sign-flip test's instead, 2 / 2^n if they are not 0 (0.25 at three seeds: three
+    equal gains are not evidence), else 1."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if len(d) < 2:
         return None
     diff, se = float(d.mean()), float(d.std(ddof=1)) / math.sqrt(len(d))
     if se == 0:
-        return Comparison("paired t", diff, diff, diff, 0.0 if diff else 1.0, len(d))
+        return Comparison("sign-flip", diff, diff, diff, min(1.0, 2.0 / 2 ** len(d)) if diff else 1.0, len(d))
     half = t_quantile(1 - (1 - level) / 2, len(d) - 1) * se
     return Comparison("paired t", diff, diff - half, diff + half, two_sided_p(diff / se, len(d) - 1), len(d))
 

@@ -23,7 +23,7 @@ from alignzoo.board.headline import HEADLINES, KL_METRIC, Headline
 #: "diff [interval] p_holm=... test"
 COMPARISONS = [("vs_sft", "vs SFT row [CI], p_holm"), ("vs_above", "vs row above [CI], p_holm")]
 #: a comparison's test (``stats.Comparison.test``) as its cell names it
-TEST_NAMES = {"paired t": "paired", "Welch t": "Welch", stats.PAIRED_BOOTSTRAP: "bootstrap"}
+TEST_NAMES = {"paired t": "paired", "Welch t": "Welch", "sign-flip": "sign-flip", stats.PAIRED_BOOTSTRAP: "bootstrap"}
 TEST_PICKED = "†"  # a frontier cell whose checkpoints were picked on the test split (no validation metrics)
 KL_BOUND = "≤ "  # a KL cell that is an analytic upper bound (best-of-N)
 RUN_FIELDS = ["run_id", "group_id", "status", "counted", "algo", "preset", "task", "model", "budget", "reward", "seed",
