@@ -16,7 +16,7 @@ from alignzoo.errors import AlignzooError
 from alignzoo.rewards.learned import LearnedRewardConfig, quality_gate
 from alignzoo.rewards.losses import bradley_terry_loss
 from alignzoo.stages.critique_revision import METHODS, method_note
-from alignzoo.stages.reward_model import Group, soft_targets, split_heldout
+from alignzoo.stages.reward_model import Group, soft_targets, split_heldout, train_reward_model
 from alignzoo.testing import run_algo
 
 FAST = ["train.steps=3", "train.batch_size=8", "eval.num_prompts=16", "eval.max_new_tokens=8"]
@@ -74,6 +74,9 @@ def test_heldout_split_is_disjoint_and_sized():
     assert not (set(train) & set(stop) or set(train) & set(gate) or set(stop) & set(gate))
     assert sorted(train + stop + gate) == list(range(100))
     assert [len(x) for x in split_heldout(10, 0.05, 0.5, seed=0)] == [8, 1, 1]  # at least one each way
+    with pytest.raises(AlignzooError, match=r"2 feedback groups cannot make .* collect more feedback"):
+        train_reward_model(None, groups=[Group("p", ["a", "b"], [True, True], None)] * 2, model=None, inputs=None,
+                           cfg=LearnedRewardConfig(), seed=0, device="cpu")
 
 
 class _Ctx:

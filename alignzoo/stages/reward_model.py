@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from alignzoo.errors import AlignzooError
 from alignzoo.rewards.scalar_model import RewardModelInputs, ScalarRewardModel, right_pad, save_reward_model
 from alignzoo.rewards.losses import all_pairs_loss, bradley_terry_loss, plackett_luce_loss
 
@@ -140,7 +141,7 @@ def train_reward_model(out_dir: Path, *, groups: list[Group], model: ScalarRewar
     """Train, early-stop on the early-stopping split, report and gate on the disjoint gating split, normalize, save;
     returns the stage metadata."""
     if len(groups) < 3:
-        raise ValueError(f"{len(groups)} feedback groups cannot make a training, an early-stopping and a gating split "
+        raise AlignzooError(f"{len(groups)} feedback groups cannot make a training, an early-stopping and a gating split "
                          "(3 at least); collect more feedback (task.feedback_prompts)")
     train_idx, stop_idx, gate_idx = split_heldout(len(groups), cfg.heldout_fraction,
                                                   getattr(cfg, "gate_fraction", 0.5), seed)
