@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,8 +52,10 @@ def test_learned_reward_quality_is_recorded_and_normalized(learned_run, smoke_ca
     rec = learned_run[0]
     for key in ("eval/rm_accuracy", "eval/rm_gold_spearman", "eval/proxy_reward", "reward/heldout_accuracy"):
         assert key in rec.metrics, key
-    meta = json.loads(next((smoke_cache / "reward_model").glob("*/reward_model.json")).read_text())
+    stage = next(n.split("(")[-1].rstrip(")") for n in rec.notes if n.startswith("stage reward_model:"))
+    meta = json.loads((Path(stage) / "reward_model.json").read_text())  # this run's model (the cache holds others)
     assert meta["kind"] == "alignzoo-reward-model" and meta["heldout"]["groups"] > 0
+    assert meta["heldout"]["groups"] == meta["gate_groups"]  # reported and gated on the gating split
     assert rec.metrics["eval/rm_accuracy"] == rec.metrics["reward/heldout_accuracy"] == meta["heldout"]["accuracy"]
     # normalized under the reference policy's samples: the SFT policy's own samples score about mean 0
     assert abs(rec.history[0]["eval/proxy_reward"]) < 0.5

@@ -40,6 +40,7 @@ class DPOConfig:
     max_length: Optional[int] = None  # prompt+completion tokens; None: the model's context length
     max_prompt_length: Optional[int] = None  # prompt tokens kept (from the end); None: half of max_length
     precompute_ref: bool = False  # compute reference log-probs once before training instead of every step
+    soft_labels: bool = False  # sigmoid: the feedback's chosen_prob p is the target (per-pair cDPO eps = 1 - p)
 
     def problems(self) -> list[str]:
         out = []
@@ -51,6 +52,9 @@ class DPOConfig:
             out.append(f"label_smoothing must be in [0, 0.5) (got {self.label_smoothing})")
         elif self.label_smoothing > 0 and self.variant != "sigmoid":
             out.append(f"label_smoothing (cDPO) only applies to variant=sigmoid (got variant={self.variant})")
+        if self.soft_labels and (self.variant != "sigmoid" or self.label_smoothing > 0):
+            out.append("soft_labels needs variant=sigmoid and label_smoothing=0 (the soft label is the per-pair "
+                       f"smoothing; got variant={self.variant}, label_smoothing={self.label_smoothing})")
         if self.lr <= 0:
             out.append(f"lr must be > 0 (got {self.lr})")
         return out
@@ -58,7 +62,7 @@ class DPOConfig:
 
 # -- losses: per-example loss as a function of h = log-ratio(chosen) - log-ratio(rejected) ------------------------
 
-def _sigmoid(h: Tensor, beta: float, eps: float) -> Tensor:
+def _sigmoid(h: Tensor, beta: float, eps: float | Tensor) -> Tensor:
     # cDPO: -(1-eps) log s(beta h) - eps log s(-beta h); eps = 0 is DPO's softplus(-beta h)
     return (1 - eps) * F.softplus(-beta * h) + eps * F.softplus(beta * h)
 
@@ -76,11 +80,12 @@ VARIANTS: dict[str, Callable[[Tensor, float, float], Tensor]] = {"sigmoid": _sig
 
 def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
              ref_rejected_logps: Tensor, *, beta: float, variant: str = "sigmoid",
-             label_smoothing: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+             label_smoothing: float | Tensor = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
     """Preference loss on sequence log-probs (all ``Tensor[B]``) -> (mean loss, metrics).
 
     h = [log pi(y_w) - log ref(y_w)] - [log pi(y_l) - log ref(y_l)]
-    sigmoid: -(1-e) log sigmoid(beta h) - e log sigmoid(-beta h)   (e = label_smoothing; e = 0 is DPO)
+    sigmoid: -(1-e) log sigmoid(beta h) - e log sigmoid(-beta h)   (e = label_smoothing; e = 0 is DPO; a
+             ``Tensor[B]`` e = 1 - chosen_prob is the soft-label loss, ``soft_target_eps``)
     ipo:     (h - 1/(2 beta))^2
     hinge:   relu(1 - beta h)
     Metrics: rewards/chosen = mean beta (log pi - log ref)(y_w), rewards/rejected likewise, rewards/margins,
@@ -100,6 +105,16 @@ def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_cho
         "logps/rejected": policy_rejected_logps.detach().mean(),
     }
     return losses.mean(), metrics
+
+
+def soft_target_eps(ctx: Any, n: int) -> tuple[Tensor, int]:
+    """Per-pair smoothing 1 - chosen_prob from the feedback stage's soft AI labels (``algo.soft_labels``), and how
+    many pairs had one; pairs without (simulated or human labels) get 0, the hard DPO loss. The feedback dataset's
+    rows are the preference pairs, in the same order."""
+    ranked = ctx.ranking_data()
+    if ranked is None or "chosen_prob" not in ranked.column_names:
+        return torch.zeros(n), 0
+    return 1.0 - torch.tensor(ranked["chosen_prob"], dtype=torch.float32), n
 
 
 # -- data ----------------------------------------------------------------------------------------------------------
@@ -171,6 +186,12 @@ def train(cfg: DPOConfig, ctx: Any) -> Any:
     normalize = cfg.length_normalize if cfg.length_normalize is not None else cfg.variant == "ipo"
     micro = ctx.train.batch_size // ctx.train.grad_accum
     device = policy.device
+    eps: Optional[Tensor] = None
+    if cfg.soft_labels:
+        eps, soft = soft_target_eps(ctx, len(pairs))
+        ctx.note(f"{cfg.name}: soft labels: {soft} of {len(pairs)} pairs use the feedback's chosen_prob as the target "
+                 f"(mean {1 - float(eps.mean()):.3f}); the rest the hard label")
+        ctx.extra_metrics["train/soft_label_mean"] = 1 - float(eps.mean())
 
     def batch_of(index: list[int]) -> PairBatch:
         return collate_pairs([pairs[i] for i in index], index, policy.pad_id, device)
@@ -194,8 +215,8 @@ def train(cfg: DPOConfig, ctx: Any) -> Any:
             with torch.no_grad():
                 ref_c, ref_r = pair_logps(reference.model, batch, normalize)
         pol_c, pol_r = pair_logps(policy.model, batch, normalize)
-        return dpo_loss(pol_c, pol_r, ref_c, ref_r, beta=cfg.beta, variant=cfg.variant,
-                        label_smoothing=cfg.label_smoothing)
+        smoothing = eps[batch.index].to(pol_c.device) if eps is not None else cfg.label_smoothing
+        return dpo_loss(pol_c, pol_r, ref_c, ref_r, beta=cfg.beta, variant=cfg.variant, label_smoothing=smoothing)
 
     batches = infinite_batches(len(pairs), micro, ctx.seed)
     supervised_loop(ctx, policy, lr=cfg.lr, batches=batches, loss_fn=loss_fn, desc=cfg.name)

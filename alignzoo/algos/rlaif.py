@@ -13,6 +13,8 @@ the human labels, and an inner optimizer learns from it (docs/algorithms.md#rlai
    ``inner=ppo``: AI pairs -> a learned reward model (``reward=learned``, or the run's ``reward=``) -> PPO
    (``algos/ppo.py``, settings under ``algo.ppo``), behind the reward-model quality gate;
    ``inner=none``: no RL (with ``sl_cai=true``: the SL-CAI policy itself).
+   ``soft_labels=true`` (the default): the critic's ``chosen_prob`` is the target of the inner DPO's loss and of
+   the reward model it learns (``reward=learned`` built here); ``false``: the hard (chosen, rejected) labels.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class RLAIFConfig:
     name: str = "rlaif"
     inner: str = "dpo"  # dpo (AI pairs into DPO) | ppo (AI pairs -> reward model -> PPO) | none (no RL step)
     sl_cai: bool = False  # first fine-tune on the critic's critique-revisions (SL-CAI), then run the inner optimizer
+    soft_labels: bool = True  # the critic's chosen_prob is the target of the inner DPO / the learned reward model
     dpo: DPOConfig = field(default_factory=lambda: DPOConfig(name="dpo"))  # the inner DPO's settings
     ppo: PPOConfig = field(default_factory=PPOConfig)  # the inner PPO's settings
     revision: CritiqueRevisionConfig = field(default_factory=CritiqueRevisionConfig)  # the SL-CAI stage's settings
@@ -73,14 +76,28 @@ def start_from_sl_cai(cfg: RLAIFConfig, ctx: Any, critic: Any) -> None:
     ctx.policy = policy
 
 
-def attach_reward(ctx: Any) -> None:
+def learned_reward(ctx: Any, soft_labels: bool) -> Any:
+    """``reward=learned`` with its defaults (as ``ctx.build_reward``), trained on the soft labels when asked."""
+    from omegaconf import OmegaConf
+
+    from alignzoo.rewards.checked import checked
+
+    registry = ctx.registries["reward"]
+    root = OmegaConf.create({k: ctx.cfg[k] for k in ("budget", "seed", "run")})
+    root["component"] = OmegaConf.structured(registry.get("learned").config)
+    root.component.soft_labels = soft_labels
+    return checked(registry.build(OmegaConf.to_object(root.component), ctx), "learned")
+
+
+def attach_reward(ctx: Any, soft_labels: bool = False) -> None:
     """A reward model learned from the AI feedback (unless the run set ``reward=``), its quality gate, and the
     reward evaluators that were skipped while the run had no reward."""
     from alignzoo.rewards.learned import quality_gate
 
     if ctx.reward is None:
-        ctx.note("rlaif: inner=ppo learns a reward model on the AI feedback (reward=learned)")
-        ctx.reward = ctx.build_reward("learned")
+        ctx.note("rlaif: inner=ppo learns a reward model on the AI feedback (reward=learned"
+                 f"{', reward.soft_labels=true' if soft_labels else ''})")
+        ctx.reward = learned_reward(ctx, soft_labels)
     quality_gate(ctx.reward, ctx, online=True)
     attached = []
     for key, conf in ctx.built["evaluator"].items():
@@ -105,11 +122,13 @@ def train(cfg: RLAIFConfig, ctx: Any) -> Any:
     if cfg.inner == "dpo":
         from alignzoo.algos import dpo
 
-        return dpo.train(cfg.dpo, ctx)
+        import dataclasses
+
+        return dpo.train(dataclasses.replace(cfg.dpo, soft_labels=cfg.dpo.soft_labels or cfg.soft_labels), ctx)
     if cfg.inner == "ppo":
         from alignzoo.algos import ppo
 
-        attach_reward(ctx)
+        attach_reward(ctx, cfg.soft_labels)
         return ppo.train(cfg.ppo, ctx)
     ctx.evaluate(ctx.policy, 1)  # inner=none: the SL-CAI policy is the result (step 0 was the SFT policy)
     return ctx.policy

@@ -34,7 +34,9 @@ class LearnedRewardConfig:
     head_lr_mult: float = 10.0  # the fresh head learns this much faster than the pretrained body
     epochs: float = 3.0  # passes over the training groups (early stopping keeps the best held-out step)
     batch_size: int = 32  # groups (prompts) per step
-    heldout_fraction: float = 0.1  # share of feedback prompts held out for accuracy and early stopping
+    heldout_fraction: float = 0.1  # share of feedback prompts held out (early stopping + gating, disjoint)
+    gate_fraction: float = 0.5  # share of the held-out prompts that gate and report; the rest early-stop
+    soft_labels: bool = False  # loss=bt: the AI feedback's chosen_prob is the target (1.0 where a pair has none)
     eval_every: int = 25  # steps between held-out evaluations
     seed: int = 0  # head init and data order (ensembles vary it)
     min_accuracy: float = II("budget.rm_min_accuracy")  # quality gate: held-out accuracy online optimizers need
@@ -55,6 +57,11 @@ class LearnedRewardConfig:
             out.append("lr and epochs must be > 0, batch_size and eval_every >= 1")
         if not 0 < self.heldout_fraction < 1:
             out.append(f"heldout_fraction must be in (0, 1) (got {self.heldout_fraction})")
+        if not 0 < self.gate_fraction < 1:
+            out.append(f"gate_fraction must be in (0, 1) (got {self.gate_fraction}); 0.5 splits the held-out "
+                       "prompts evenly between early stopping and the quality gate")
+        if self.soft_labels and self.loss != "bt":
+            out.append(f"soft_labels needs loss=bt (got loss={self.loss}): rankings carry no soft label")
         return out
 
 
@@ -79,7 +86,7 @@ def train_or_load(cfg: LearnedRewardConfig, ctx: Any) -> LearnedReward:
         return load_reward_model(cfg.path, ctx.device)
     data, ident = _feedback_source(ctx)
     train_keys = ("backbone", "hf_path", "loss", "margin", "center_coef", "lr", "head_lr_mult", "epochs", "batch_size",
-                  "heldout_fraction", "eval_every", "seed")
+                  "heldout_fraction", "gate_fraction", "soft_labels", "eval_every", "seed")
     key = {**ident, "policy": ctx.policy.info.get("sft_stage") or ctx.policy.info.get("source", ctx.policy.name),
            **{k: getattr(cfg, k) for k in train_keys}}
 
@@ -97,8 +104,10 @@ def train_or_load(cfg: LearnedRewardConfig, ctx: Any) -> LearnedReward:
     result = run_stage(ctx.cache_dir, "reward_model", key, build, note=ctx.note)
     reward = load_reward_model(result.path, ctx.device)
     q = reward.quality
-    ctx.note(f"reward model: held-out accuracy {q.get('accuracy', float('nan')):.3f}, gold Spearman "
-             f"{q.get('gold_spearman', float('nan')):.3f} ({result.path})")
+    stop = reward.meta.get("early_stopping", {})
+    ctx.note(f"reward model: gating-split accuracy {q.get('accuracy', float('nan')):.3f}, gold Spearman "
+             f"{q.get('gold_spearman', float('nan')):.3f} (early-stopping split {stop.get('accuracy', float('nan')):.3f}"
+             f"{'; soft AI labels as targets' if cfg.soft_labels else ''}) ({result.path})")
     return reward
 
 

@@ -13,16 +13,22 @@ from torch import Tensor
 
 
 def bradley_terry_loss(chosen_scores: Tensor, rejected_scores: Tensor, *, margin: Optional[Tensor | float] = None,
-                       center_coef: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+                       center_coef: float = 0.0, target: Optional[Tensor] = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Pairwise Bradley-Terry loss: mean softplus(r_rejected - r_chosen + margin) = -log sigmoid(r_c - r_r - m).
 
     ``margin`` (Llama-2 style) demands a gap of at least m; ``center_coef`` adds c * mean((r_c + r_r)^2)
     (Eisenstein et al. 2023), which pins the otherwise free offset of the rewards near 0.
+    ``target`` (soft AI labels, ``reward.soft_labels``): p = P(chosen > rejected) per pair, and the loss is the
+    cross-entropy -(p log s(m) + (1-p) log s(-m)) on the shifted gap m; p = 1 is exactly the hard loss, p = 1/2
+    has zero gradient at m = 0. None: the hard loss (the default path, unchanged).
     Metrics: accuracy (strict: ties count as wrong), margin = mean(r_c - r_r).
     """
     diff = chosen_scores - rejected_scores
     shifted = diff - margin if margin is not None else diff
-    loss = F.softplus(-shifted).mean()
+    if target is None:
+        loss = F.softplus(-shifted).mean()
+    else:
+        loss = (target * F.softplus(-shifted) + (1 - target) * F.softplus(shifted)).mean()
     if center_coef:
         loss = loss + center_coef * ((chosen_scores + rejected_scores) ** 2).mean()
     metrics = {"accuracy": (diff > 0).float().mean().detach(), "margin": diff.mean().detach()}

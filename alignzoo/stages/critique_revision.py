@@ -5,7 +5,9 @@ For each prompt the policy samples a response. An LM critic (one with ``critique
 of it under a principle drawn from the constitution and then a revision, from the principle's critique and
 revision requests. A rule critic cannot write, so it revises by choosing: the policy samples ``rewrites`` more
 responses and the critic's best of the original and the rewrites (ranked by summed order-averaged preference)
-becomes the revision. The SFT policy is then fine-tuned on (prompt, revision) with the SFT loss. Cached by policy,
+becomes the revision: that is best-of-(1 + rewrites) rejection sampling by the critic, not critique -> revision,
+and the stage's ``method`` and the run's note say so (``METHODS``). The SFT policy is then fine-tuned on (prompt,
+revision) with the SFT loss. Cached by policy,
 critic, constitution and settings; the metadata report the gold reward of originals and revisions.
 """
 
@@ -19,6 +21,19 @@ import numpy as np
 import torch
 
 from alignzoo.stages.cache import StageResult, run_stage
+
+
+#: what the stage does, by whether the critic can write a revision (``critique_and_revise``)
+METHODS = {True: "critique_revision", False: "rejection_sampling"}
+
+
+def method_note(meta: dict[str, Any], rewrites: int) -> str:
+    """The record's line on what SL-CAI did: critique -> revision, or (a rule critic) best-of-k selection."""
+    if meta.get("method") == METHODS[False]:
+        return (f"SL-CAI with critic {meta['critic']} is rejection sampling, not critique -> revision: the critic "
+                f"cannot write, so each revision is its best of {1 + rewrites} policy samples; use critic=lm_judge "
+                "for written critiques and revisions")
+    return f"SL-CAI with critic {meta['critic']}: critique -> revision written by the critic"
 
 
 @dataclass
@@ -81,7 +96,8 @@ def critique_revision(ctx: Any, task: Any, policy: Any, critic: Any, cfg: Critiq
     from alignzoo.rollout import SAMPLER
 
     prompts = list(task.train_prompts(policy))[:cfg.prompts]
-    config = {"policy": policy.info.get("sft_stage") or policy.info.get("source", policy.name),
+    config = {"method": METHODS[hasattr(critic, "critique_and_revise")],
+              "policy": policy.info.get("sft_stage") or policy.info.get("source", policy.name),
               "prompts": [len(prompts), prompts[:3]], "critic": critic_description(critic), "sampler": SAMPLER,
               **cfg.__dict__}
 
@@ -98,6 +114,7 @@ def critique_revision(ctx: Any, task: Any, policy: Any, critic: Any, cfg: Critiq
         rows["prompt"] = prompts
         gold = getattr(task, "gold", None)
         meta: dict[str, Any] = {"prompts": len(prompts), "critic": critic.name,
+                                "method": METHODS[hasattr(critic, "critique_and_revise")],
                                 "constitution": critic.constitution.name,
                                 "changed_share": float(np.mean([o != r for o, r in zip(rows["original"],
                                                                                        rows["revision"])]))}
@@ -122,6 +139,7 @@ def critique_revision(ctx: Any, task: Any, policy: Any, critic: Any, cfg: Critiq
 
     result = run_stage(ctx.cache_dir, "critique_revision", config, build, note=ctx.note)
     m = result.meta
+    ctx.note(method_note(m, cfg.rewrites))
     if "revision_gold" in m:
         ctx.extra_metrics.update({"sl_cai/original_gold": m["original_gold"], "sl_cai/revision_gold": m["revision_gold"]})
         ctx.note(f"critique-revision (SL-CAI, critic {m['critic']}, constitution {m['constitution']}): "

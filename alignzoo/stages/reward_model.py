@@ -1,6 +1,9 @@
 """The ``reward_model`` stage: train a scalar reward model on feedback groups (K completions of a prompt, ranked
-best first), with a held-out split of prompts, early stopping on held-out accuracy, and normalization so that the
-reference policy's samples (the feedback completions themselves) score mean 0, std 1.
+best first), with a held-out split of prompts, and normalization so that the reference policy's samples (the
+feedback completions themselves) score mean 0, std 1. The held-out prompts are split in two disjoint parts: the
+early-stopping part picks the best step, the gating part (``reward.gate_fraction`` of the held-out prompts) is
+what the stage reports as ``heldout`` and what the quality gate and ``rm_accuracy`` read, so the reported accuracy
+is not the maximum over checkpoints of the same numbers.
 
 Accuracy is measured against the gold order when the feedback carries gold scores (the simulated task), else
 against the labels; ties never count as correct (strict >).
@@ -17,6 +20,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from alignzoo.errors import AlignzooError
 from alignzoo.rewards.scalar_model import RewardModelInputs, ScalarRewardModel, right_pad, save_reward_model
 from alignzoo.rewards.losses import all_pairs_loss, bradley_terry_loss, plackett_luce_loss
 
@@ -27,6 +31,7 @@ class Group:
     completions: list[str]  # in rank order, best first
     ended: list[bool]
     gold: Optional[list[float]]  # gold score per completion (same order), when known
+    chosen_prob: Optional[float] = None  # soft AI label P(best > worst), when the feedback records one
 
 
 def groups_from_feedback(data: Any) -> list[Group]:
@@ -38,9 +43,11 @@ def groups_from_feedback(data: Any) -> list[Group]:
             order = row["ranking"]
             gold = [row["gold"][i] for i in order] if "gold" in cols else None
             ended = [row["ended"][i] for i in order] if "ended" in cols else [True] * len(order)
-            out.append(Group(row["prompt"], [row["completions"][i] for i in order], ended, gold))
+            out.append(Group(row["prompt"], [row["completions"][i] for i in order], ended, gold,
+                             row.get("chosen_prob")))
         else:
-            out.append(Group(row["prompt"], [row["chosen"], row["rejected"]], [True, True], None))
+            out.append(Group(row["prompt"], [row["chosen"], row["rejected"]], [True, True], None,
+                             row.get("chosen_prob")))
     return out
 
 
@@ -65,9 +72,11 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-LOSSES: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, dict]]] = {
-    # scores[b, k] in rank order; "bt" uses the best and the worst of each group (the labelled pair)
-    "bt": lambda s, margin=None, center=0.0: bradley_terry_loss(s[:, 0], s[:, -1], margin=margin, center_coef=center),
+LOSSES: dict[str, Callable[..., tuple[torch.Tensor, dict]]] = {
+    # scores[b, k] in rank order; "bt" uses the best and the worst of each group (the labelled pair), with the
+    # soft labels as its target when given (reward.soft_labels; the others take hard rankings only)
+    "bt": lambda s, margin=None, center=0.0, target=None: bradley_terry_loss(s[:, 0], s[:, -1], margin=margin,
+                                                                            center_coef=center, target=target),
     "pl": lambda s, margin=None, center=0.0: plackett_luce_loss(s),
     "all_pairs": lambda s, margin=None, center=0.0: all_pairs_loss(s),
 }
@@ -111,17 +120,33 @@ def heldout_quality(model: ScalarRewardModel, inputs: RewardModelInputs, groups:
     return out
 
 
+def soft_targets(groups: list[Group]) -> torch.Tensor:
+    """Per-group BT targets from the soft AI labels; 1.0 (the hard label) where a group has none."""
+    return torch.tensor([1.0 if g.chosen_prob is None else float(g.chosen_prob) for g in groups])
+
+
+def split_heldout(n: int, heldout_fraction: float, gate_fraction: float, seed: int
+                  ) -> tuple[list[int], list[int], list[int]]:
+    """Disjoint (train, early-stopping, gating) group indices: ``heldout_fraction`` of the groups held out (at least
+    two), of which ``gate_fraction`` (at least one each way) gate and report, the rest pick the best step."""
+    order = [int(i) for i in np.random.default_rng(seed).permutation(n)]
+    n_held = min(n - 1, max(2, int(round(heldout_fraction * n))))
+    n_gate = min(n_held - 1, max(1, int(round(gate_fraction * n_held))))
+    return order[n_held:], order[:n_held - n_gate], order[n_held - n_gate:n_held]
+
+
 def train_reward_model(out_dir: Path, *, groups: list[Group], model: ScalarRewardModel, inputs: RewardModelInputs,
                        cfg: Any, seed: int, device: Any, progress: Callable[[int, float], None] | None = None
                        ) -> dict[str, Any]:
-    """Train, early-stop on held-out accuracy, normalize, save; returns the stage metadata."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(groups))
-    n_held = max(1, int(round(cfg.heldout_fraction * len(groups))))
-    held = [groups[i] for i in order[:n_held]]
-    train = [groups[i] for i in order[n_held:]]
-    if not train:
-        raise ValueError("no feedback left to train the reward model after the held-out split")
+    """Train, early-stop on the early-stopping split, report and gate on the disjoint gating split, normalize, save;
+    returns the stage metadata."""
+    if len(groups) < 3:
+        raise AlignzooError(f"{len(groups)} feedback groups cannot make a training, an early-stopping and a gating split "
+                         "(3 at least); collect more feedback (task.feedback_prompts)")
+    train_idx, stop_idx, gate_idx = split_heldout(len(groups), cfg.heldout_fraction,
+                                                  getattr(cfg, "gate_fraction", 0.5), seed)
+    train, held, gated = ([groups[i] for i in idx] for idx in (train_idx, stop_idx, gate_idx))
+    soft = bool(getattr(cfg, "soft_labels", False))
     steps = max(1, int(math.ceil(cfg.epochs * len(train) / cfg.batch_size)))
     torch.manual_seed(seed)
     model.to(device)
@@ -142,7 +167,9 @@ def train_reward_model(out_dir: Path, *, groups: list[Group], model: ScalarRewar
         batch = [train[int(i)] for i in perm[cursor:cursor + cfg.batch_size]]
         cursor += cfg.batch_size
         model.train()
-        loss, _ = loss_fn(_scores(model, inputs, batch, device), margin, cfg.center_coef)
+        target = soft_targets(batch).to(device) if soft else None  # None: the hard loss, bit for bit
+        loss, _ = loss_fn(_scores(model, inputs, batch, device), margin, cfg.center_coef, **(
+            {"target": target} if soft else {}))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -156,13 +183,18 @@ def train_reward_model(out_dir: Path, *, groups: list[Group], model: ScalarRewar
             if q["accuracy"] > best_acc:
                 best_acc, best = q["accuracy"], copy.deepcopy(model.state_dict())
     model.load_state_dict(best)
-    quality = heldout_quality(model, inputs, held, device)
+    stopping = heldout_quality(model, inputs, held, device)
+    quality = heldout_quality(model, inputs, gated, device)  # never seen by training or by the choice of step
     with torch.no_grad():  # normalization under the reference policy's samples: every feedback completion
         raw = torch.cat([_scores(model, inputs, groups[i:i + 64], device).reshape(-1)
                          for i in range(0, len(groups), 64)])
     mean, std = float(raw.mean()), float(raw.std(unbiased=False)) or 1.0
-    meta = {"gain": 1.0 / std, "bias": -mean / std, "heldout": quality, "history": history, "steps": steps,
-            "train_groups": len(train), "heldout_groups": len(held), "loss": cfg.loss, "backbone": cfg.backbone,
+    meta = {"gain": 1.0 / std, "bias": -mean / std, "heldout": quality, "early_stopping": stopping,
+            "history": history, "steps": steps, "train_groups": len(train), "heldout_groups": len(held) + len(gated),
+            "early_stopping_groups": len(held), "gate_groups": len(gated),
+            "splits": {"early_stopping": stop_idx, "gate": gate_idx}, "soft_labels": soft,
+            "soft_label_mean": float(soft_targets(train).mean()) if soft else None,
+            "loss": cfg.loss, "backbone": cfg.backbone,
             "k": len(groups[0].completions), "best_step": max(history, key=lambda h: h["accuracy"])["step"]}
     save_reward_model(out_dir, model, inputs, meta)
     return meta
