@@ -39,7 +39,7 @@ def _pair_ctx(policy):
     data = _feedback(PAIRS)
     ctx = SimpleNamespace(policy=policy, reference=policy.frozen_copy(), seed=0, ranking_data=lambda: data,
                           train=SimpleNamespace(batch_size=4, grad_accum=1), note=lambda *a, **k: None,
-                          add_tokens=lambda n: None, feedback=lambda: None,
+                          add_tokens=lambda n: None, feedback=lambda: None, extra_metrics={},
                           cfg=SimpleNamespace(algo=SimpleNamespace(name="x")))
     ctx.preference_data = lambda: RunContext.preference_data(ctx)
     return ctx

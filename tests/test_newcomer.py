@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
 import alignzoo
 from alignzoo import hookimpl, plugins

@@ -202,4 +202,4 @@ def test_run_context_keeps_the_critic_and_restores_progress(tmp_path):
                        record=RunRecord("r", "running"), registries=None, built={})
     fresh.restore_progress(saved)
     assert fresh.progress_state() == {"history": [], "train_metrics": {"train/loss": 0.5}, "tokens": 7,
-                                      "last_step": 3}
+                                      "last_step": 3, "per_prompt": {}}
