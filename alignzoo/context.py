@@ -129,12 +129,15 @@ class RunContext:
             self.record.config["critic"] = {"name": critic.name, "constitution": critic.constitution.as_dict(),
                                             "principles": critic.principle_mode, **getattr(critic, "settings", {})}
 
-    def build_reward(self, name: str) -> Any:
-        """Build a registered reward by name with its default config (e.g. for ``evaluator.reward.reward``)."""
+    def build_reward(self, name: str, **overrides: Any) -> Any:
+        """Build a registered reward by name with its default config (e.g. for ``evaluator.reward.reward``), with
+        ``overrides`` of its fields (e.g. ``soft_labels=True``)."""
         registry = self.registries["reward"]
         # compose the default config inside this run's config, so ${budget.*} interpolations resolve
         root = OmegaConf.create({k: self.cfg[k] for k in ("budget", "seed", "run")})
         root["component"] = OmegaConf.structured(registry.get(name).config)
+        for key, value in overrides.items():
+            root.component[key] = value
         from alignzoo.rewards.checked import checked
 
         return checked(registry.build(OmegaConf.to_object(root.component), self), name)

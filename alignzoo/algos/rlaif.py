@@ -76,19 +76,6 @@ def start_from_sl_cai(cfg: RLAIFConfig, ctx: Any, critic: Any) -> None:
     ctx.policy = policy
 
 
-def learned_reward(ctx: Any, soft_labels: bool) -> Any:
-    """``reward=learned`` with its defaults (as ``ctx.build_reward``), trained on the soft labels when asked."""
-    from omegaconf import OmegaConf
-
-    from alignzoo.rewards.checked import checked
-
-    registry = ctx.registries["reward"]
-    root = OmegaConf.create({k: ctx.cfg[k] for k in ("budget", "seed", "run")})
-    root["component"] = OmegaConf.structured(registry.get("learned").config)
-    root.component.soft_labels = soft_labels
-    return checked(registry.build(OmegaConf.to_object(root.component), ctx), "learned")
-
-
 def attach_reward(ctx: Any, soft_labels: bool = False) -> None:
     """A reward model learned from the AI feedback (unless the run set ``reward=``), its quality gate, and the
     reward evaluators that were skipped while the run had no reward."""
@@ -97,7 +84,7 @@ def attach_reward(ctx: Any, soft_labels: bool = False) -> None:
     if ctx.reward is None:
         ctx.note("rlaif: inner=ppo learns a reward model on the AI feedback (reward=learned"
                  f"{', reward.soft_labels=true' if soft_labels else ''})")
-        ctx.reward = learned_reward(ctx, soft_labels)
+        ctx.reward = ctx.build_reward("learned", soft_labels=soft_labels)
     quality_gate(ctx.reward, ctx, online=True)
     attached = []
     for key, conf in ctx.built["evaluator"].items():
