@@ -39,10 +39,9 @@ def soft_label_loss(first_scores: Tensor, second_scores: Tensor, p_first: Tensor
     """Cross-entropy against a soft preference p = P(first > second) (AI feedback;
     docs/algorithms.md#reward-model-losses): -[p log sigmoid(r1 - r2) + (1 - p) log sigmoid(r2 - r1)]. With p = 1 it
     is Bradley-Terry."""
-    d = first_scores - second_scores
-    loss = (p_first * F.softplus(-d) + (1 - p_first) * F.softplus(d)).mean()
-    agree = ((d > 0) == (p_first > 0.5)).float().mean().detach()
-    return loss, {"accuracy": agree, "margin": d.mean().detach()}
+    loss, metrics = bradley_terry_loss(first_scores, second_scores, target=p_first)  # one soft cross-entropy
+    agree = (((first_scores - second_scores) > 0) == (p_first > 0.5)).float().mean().detach()
+    return loss, {"accuracy": agree, "margin": metrics["margin"]}
 
 
 def plackett_luce_loss(scores_in_rank_order: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
